@@ -1,0 +1,47 @@
+# Two entry points for a new user: `make demo` and `make test`.
+# Both create .venv themselves from requirements.txt (pinned) using uv.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+
+export PYTHONPATH := $(CURDIR)/plugins
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+
+.PHONY: install lint format test demo simulator bench lock clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff check --fix .
+
+test: install lint
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+demo: install
+	$(BIN)/python -m sms_provider.demo
+
+simulator: install
+	$(BIN)/python -m sms_provider.simulator --config include/simulator.json --port 18080
+
+bench: install
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lock: install
+	$(BIN)/uv pip compile --python-version 3.11 requirements.in -o requirements.txt
+
+clean:
+	rm -rf $(VENV) .airflow data .pytest_cache .ruff_cache

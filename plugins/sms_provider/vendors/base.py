@@ -1,0 +1,96 @@
+"""The interface every vendor client implements, and the request shape it accepts.
+
+The send task only ever calls :meth:`VendorClient.send` with chunks of at most
+:attr:`VendorClient.max_batch` messages; the client picks the vendor endpoint
+(single, same-content batch, personalised batch) and enforces the vendor's
+limits *before* anything goes on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sms_provider.errors import LimitExceededError
+from sms_provider.models import Balance, DeliveryReport, InboundMessage, Submission
+from sms_provider.vendors.transport import HttpSettings, HttpTransport
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to send. ``mobile`` is already in the vendor's own format."""
+
+    mobile: str
+    content: str = ""
+    custom_id: str | None = None
+    variables: Mapping[str, str] | None = None  # FMS template variables
+
+
+class Capability:
+    SEND = "send"
+    PULL_REPORTS = "pull_reports"      # consume-once pull (Emay, EUMS)
+    QUERY_REPORTS = "query_reports"    # by message id (EIMS)
+    PUSH_REPORTS = "push_reports"      # the vendor can push to us
+    INBOUND = "inbound"                # pull replies (EIMS, EUMS)
+    BALANCE = "balance"
+    STATISTICS = "statistics"          # vendor daily statistics (EUMS)
+    TEMPLATES = "templates"            # FMS
+
+
+class VendorClient:
+    """Base for the five clients: one keep-alive session, limits, nothing secret in repr."""
+
+    vendor: ClassVar[str] = ""
+    #: the largest number of recipients one request may carry, per the document
+    batch_limit: ClassVar[int] = 1
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, settings: HttpSettings, *, max_batch: int | None = None) -> None:
+        if max_batch is not None and not 1 <= max_batch <= self.batch_limit:
+            raise LimitExceededError(
+                f"max_batch must be between 1 and {self.batch_limit}, got {max_batch}",
+                vendor=self.vendor)
+        self.max_batch = max_batch or self.batch_limit
+        self.http = HttpTransport(self.vendor, settings)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.http.base_url!r})"
+
+    def __enter__(self) -> VendorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    # --- operations; each client implements those it supports -------------
+    def send(self, messages: Sequence[OutboundMessage], *, template_id: str | None = None
+             ) -> list[Submission]:
+        raise NotImplementedError
+
+    def pull_reports(self, limit: int | None = None) -> list[DeliveryReport]:
+        raise NotImplementedError(f"{self.vendor} has no pull reports")
+
+    def query_reports(self, message_ids: Sequence[str]) -> list[DeliveryReport]:
+        raise NotImplementedError(f"{self.vendor} has no report query by id")
+
+    def pull_inbound(self) -> list[InboundMessage]:
+        raise NotImplementedError(f"{self.vendor} has no inbound pull")
+
+    def balance(self) -> list[Balance]:
+        raise NotImplementedError(f"{self.vendor} has no balance call")
+
+    def check_batch(self, messages: Sequence[OutboundMessage]) -> None:
+        """Refuse an empty or oversized chunk before sending."""
+        if not messages:
+            raise LimitExceededError("no recipients to send to", vendor=self.vendor)
+        if len(messages) > self.max_batch:
+            raise LimitExceededError(
+                f"{len(messages)} recipients in one request, the limit is {self.max_batch}",
+                vendor=self.vendor)
