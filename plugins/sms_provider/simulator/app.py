@@ -5,7 +5,7 @@ Admin endpoints (all under ``/_sim/``, which no vendor uses):
 * ``GET  /_sim/health``                    vendors served
 * ``GET  /_sim/messages[?vendor=V]``       every accepted message
 * ``GET  /_sim/balance?vendor=V``          remaining charge items
-* ``GET|POST|DELETE /_sim/faults``         list / add (``{"rules": [...], "replace": bool}``) / clear
+* ``GET|POST|DELETE /_sim/faults``         list / set rules (``{"rules": [...]}``) / clear
 * ``POST /_sim/mo``                        inject a reply ``{"vendor", "mobile", "content", ...}``
 * ``POST /_sim/reset``                     forget everything (optionally a new config as body)
 """
@@ -138,7 +138,10 @@ class Simulator:
                 str(body.get("reference", "")))
             return SimResponse.json({"seq": mo.seq})
         if action == "reset" and req.method == "POST":
-            self._build(req.json() if req.body else self.config)
+            try:
+                self._build(req.json() if req.body else self.config)
+            except (ValueError, KeyError, TypeError) as exc:
+                return SimResponse.json({"error": f"bad config: {exc}"}, 400)
             return SimResponse.json({"status": "reset"})
         return SimResponse.json({"error": f"unknown admin call {req.method} {req.path}"}, 404)
 

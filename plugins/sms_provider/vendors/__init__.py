@@ -1,0 +1,1 @@
+"""One module per vendor protocol; none of them imports Airflow."""

@@ -1,0 +1,143 @@
+"""Build any vendor client from connection-shaped fields.
+
+Airflow hooks, the demo and the tests all go through :func:`build_client`, so
+the mapping "host/port/schema/login/password/extras -> client" exists once and
+is tested without Airflow. Extras arrive as strings when a connection is given
+as a URI, hence the typed coercion; an unknown extra is an error (a typo such
+as ``aes-key`` would otherwise be silently ignored).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sms_provider.vendors.base import VendorClient
+from sms_provider.vendors.transport import HttpSettings
+
+
+class ConnectionConfigError(ValueError):
+    """A connection field is missing or malformed; the message names the field."""
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None or str(value) == "" else str(value)
+
+
+@dataclass(frozen=True)
+class VendorSpec:
+    """How a connection type maps onto one client class."""
+
+    client: str            # "module:Class"
+    login_as: str          # constructor keyword that receives Connection.login
+    password_as: str       # constructor keyword that receives Connection.password
+    extras: Mapping[str, Callable[[Any], Any]]
+    default_port: int | None = None
+    label: str = ""
+
+    def client_class(self) -> type[VendorClient]:
+        module, _, name = self.client.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+#: extras every connection type takes (transport settings)
+COMMON_EXTRAS: dict[str, Callable[[Any], Any]] = {
+    "timeout": float, "connect_timeout": float, "rate_limit": float, "max_batch": int,
+}
+
+VENDORS: dict[str, VendorSpec] = {
+    "emay_ims": VendorSpec(
+        "sms_provider.vendors.emay_ims:EmayImsClient", "app_id", "secret_key",
+        {"mode": str, "gzip": _bool, "request_valid_period": int, "max_content_chars": int},
+        label="Emay International SMS"),
+    "emay_fms": VendorSpec(
+        "sms_provider.vendors.emay_fms:EmayFmsClient", "app_id", "secret_key",
+        {"mode": str, "gzip": _bool, "path_prefix": _opt_str, "request_valid_period": int},
+        label="Emay Flash Push (FMS)"),
+    "eims": VendorSpec(
+        "sms_provider.vendors.eims:EimsClient", "account", "password",
+        {"md5_key": _opt_str, "seq_path": _opt_str, "method": str, "max_content_chars": int},
+        default_port=20003, label="EIMS"),
+    "eums": VendorSpec(
+        "sms_provider.vendors.eums:EumsClient", "name", "password",
+        {"ver": int, "aes_key": _opt_str, "clock_offset_s": float, "ext": _opt_str,
+         "max_content_chars": int},
+        label="EUMS"),
+    "chuanglan": VendorSpec(
+        "sms_provider.vendors.chuanglan:ChuanglanClient", "account", "password",
+        {"product": _opt_str, "extno": _opt_str, "needstatus": _bool,
+         "max_content_chars": int},
+        label="Chuanglan"),
+}
+
+
+def base_url(host: str, port: int | None, schema: str | None, default_port: int | None) -> str:
+    """``schema`` is the URL scheme (http/https); a host may already carry one."""
+    host = (host or "").strip().rstrip("/")
+    if not host:
+        raise ConnectionConfigError("host is empty")
+    if "://" in host:
+        scheme, _, rest = host.partition("://")
+    else:
+        scheme, rest = (schema or "http"), host
+    if scheme not in ("http", "https"):
+        raise ConnectionConfigError(f"schema must be http or https, got {scheme!r}")
+    port = port or default_port
+    if port and ":" not in rest.split("/", 1)[0]:
+        head, sep, tail = rest.partition("/")
+        rest = f"{head}:{port}{sep}{tail}"
+    return f"{scheme}://{rest}"
+
+
+def build_client(conn_type: str, *, host: str, port: int | None = None,
+                 schema: str | None = None, login: str | None = None,
+                 password: str | None = None, extras: Mapping[str, Any] | None = None
+                 ) -> VendorClient:
+    """The client for one connection; ConnectionConfigError names any bad field."""
+    spec = VENDORS.get(conn_type)
+    if spec is None:
+        raise ConnectionConfigError(
+            f"unknown connection type {conn_type!r}; expected one of {sorted(VENDORS)}")
+    if not login:
+        raise ConnectionConfigError(f"{conn_type}: login ({spec.login_as}) is empty")
+    if not password:
+        raise ConnectionConfigError(f"{conn_type}: password ({spec.password_as}) is empty")
+    kwargs: dict[str, Any] = {}
+    transport: dict[str, Any] = {}
+    for key, raw in (extras or {}).items():
+        coerce = spec.extras.get(key) or COMMON_EXTRAS.get(key)
+        if coerce is None:
+            allowed = sorted({*spec.extras, *COMMON_EXTRAS})
+            raise ConnectionConfigError(
+                f"{conn_type}: unknown extra {key!r}; allowed: {', '.join(allowed)}")
+        if raw is None:
+            continue
+        try:
+            value = coerce(raw)
+        except (TypeError, ValueError):
+            # The value may be a key: name the field, never echo the value.
+            raise ConnectionConfigError(
+                f"{conn_type}: extra {key!r} has a malformed value") from None
+        (kwargs if key in spec.extras or key == "max_batch" else transport)[key] = value
+    settings = HttpSettings(
+        base_url=base_url(host, port, schema, spec.default_port),
+        connect_timeout=transport.get("connect_timeout", 5.0),
+        read_timeout=transport.get("timeout", 30.0),
+        rate_limit=transport.get("rate_limit"),
+    )
+    kwargs[spec.login_as] = login
+    kwargs[spec.password_as] = password
+    return spec.client_class()(settings, **kwargs)

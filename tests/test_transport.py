@@ -1,0 +1,132 @@
+"""Transport failures land in the right class of the taxonomy.
+
+The server here is real (a socket on loopback) and misbehaves on purpose; the
+question under test is whether the request may have reached the other side.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sms_provider.errors import (
+    AmbiguousError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+)
+from sms_provider.vendors.transport import HttpSettings, HttpTransport, RateLimiter
+from tests.simulator_harness import free_port
+
+
+class Misbehaving(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    client_ports: set[int] = set()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.client_ports.add(self.client_address[1])
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        if self.path.startswith("/status/"):
+            status = int(self.path.rsplit("/", 1)[1])
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "7")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/slow":
+            time.sleep(1.0)
+        elif self.path == "/drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    do_GET = do_POST
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def transport(url: str, **kw: object) -> HttpTransport:
+    return HttpTransport("test", HttpSettings(base_url=url, read_timeout=0.3, **kw))
+
+
+def test_connection_refused_is_retryable_even_for_sends() -> None:
+    t = transport(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(RetryableError, match="could not connect") as err:
+        t.request("POST", "/send", idempotent=False)
+    assert not isinstance(err.value, AmbiguousError)
+
+
+@pytest.mark.parametrize("path", ["/slow", "/drop"])
+def test_lost_answer_is_ambiguous_for_sends_and_retryable_for_reads(server: str,
+                                                                   path: str) -> None:
+    t = transport(server)
+    with pytest.raises(AmbiguousError):
+        t.request("POST", path, idempotent=False)
+    with pytest.raises(RetryableError):
+        t.request("POST", path, idempotent=True)
+
+
+def test_http_statuses(server: str) -> None:
+    t = transport(server)
+    with pytest.raises(RetryableError, match="503"):
+        t.request("POST", "/status/503", idempotent=False)
+    with pytest.raises(AmbiguousError, match="500"):
+        t.request("POST", "/status/500", idempotent=False)
+    with pytest.raises(RetryableError, match="502"):
+        t.request("GET", "/status/502", idempotent=True)
+    with pytest.raises(RateLimitedError) as err:
+        t.request("POST", "/status/429", idempotent=False)
+    assert err.value.retry_after == 7.0
+    with pytest.raises(PermanentError, match="404"):
+        t.request("POST", "/status/404", idempotent=False)
+    assert t.request("POST", "/fine", idempotent=False).text == "ok"
+
+
+def test_no_query_string_in_error_text() -> None:
+    t = transport(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(RetryableError) as err:
+        t.request("GET", "/getbalance", idempotent=True,
+                  params={"account": "a", "password": "s3cret-value"})
+    assert "s3cret-value" not in str(err.value)
+    assert "s3cret-value" not in repr(err.value)
+
+
+def test_keep_alive_reuses_one_connection(server: str) -> None:
+    t = transport(server)
+    Misbehaving.client_ports.clear()
+    for _ in range(5):
+        t.request("POST", "/fine", idempotent=False)
+    assert len(Misbehaving.client_ports) == 1
+
+
+def test_rate_limiter_spaces_requests() -> None:
+    limiter = RateLimiter(20.0)
+    started = time.monotonic()
+    for _ in range(6):
+        limiter.wait()
+    assert time.monotonic() - started >= 0.24
+    unlimited = RateLimiter(None)
+    started = time.monotonic()
+    for _ in range(100):
+        unlimited.wait()
+    assert time.monotonic() - started < 0.05
