@@ -61,9 +61,25 @@ class Message:
     submitted_at: float
     batch_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    outcome: str = DELIVERED
     due_at: float = 0.0
     reported: bool = False  # handed out by pull or push (consume-once)
+    settings: dict[str, Any] = field(default_factory=dict, repr=False)
+    _outcome: str | None = field(default=None, repr=False)
+
+    @property
+    def outcome(self) -> str:
+        """delivered / failed / silent, drawn from the seed when first needed.
+
+        Lazy because most accepted messages in a load test are never asked
+        about, and hashing each one at acceptance halved the throughput.
+        """
+        if self._outcome is None:
+            mix = self.settings.get("outcomes", DEFAULT_SIMULATION["outcomes"])
+            delivered, failed = float(mix.get(DELIVERED, 0)), float(mix.get(FAILED, 0))
+            draw = unit_hash(self.settings.get("seed", 0), self.vendor, self.message_id)
+            self._outcome = (DELIVERED if draw < delivered else
+                             FAILED if draw < delivered + failed else SILENT)
+        return self._outcome
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -136,32 +152,28 @@ class VendorState:
         cost = sum(items)
         now = time.time()
         s = self.settings
-        mix = s["outcomes"]
-        delivered_share = float(mix.get(DELIVERED, 0))
-        failed_share = float(mix.get(FAILED, 0))
         delay, jitter = float(s["report_delay_s"]), float(s["report_jitter_s"])
         seed = s["seed"]
+        replies = float(s["mo_reply_rate"]) > 0
         with self.lock:
             if cost > self.balance:
                 raise InsufficientBalance(f"need {cost} items, have {self.balance}")
             self.balance -= cost
             start = len(self.messages)
             out = []
+            heap, by_id = self._report_heap, self.by_id
             for i, (mobile, content, cid, n) in enumerate(
                     zip(mobiles, contents, custom_ids, items, strict=True)):
                 seq = start + i
                 msg_id = id_for(seq)
-                draw = unit_hash(seed, self.vendor, msg_id)
-                outcome = (DELIVERED if draw < delivered_share else
-                           FAILED if draw < delivered_share + failed_share else SILENT)
                 due = now + delay + (unit_hash(seed, "jitter", msg_id) * jitter if jitter else 0)
                 m = Message(seq, self.vendor, mobile, content, msg_id, cid, n, now,
-                            batch_id, extras[i] if extras else {}, outcome, due)
+                            batch_id, extras[i] if extras else {}, due, settings=s)
                 out.append(m)
-                self.by_id.setdefault(msg_id, []).append(m)
-                if outcome != SILENT:
-                    heapq.heappush(self._report_heap, (due, seq, m))
-                self._maybe_reply(m)
+                by_id.setdefault(msg_id, []).append(m)
+                heapq.heappush(heap, (due, seq, m))  # silent ones are skipped when taken
+                if replies:
+                    self._maybe_reply(m)
             self.messages.extend(out)
         return out
 
@@ -183,13 +195,13 @@ class VendorState:
             heap = self._report_heap
             while heap and len(out) < limit and heap[0][0] <= now:
                 _, _, m = heapq.heappop(heap)
-                if not m.reported:
+                if not m.reported and m.outcome != SILENT:
                     m.reported = True
                     out.append(m)
         return out
 
     def return_reports(self, messages: Iterable[Message]) -> None:
-        """Put reports back (a push that failed for good is retried later)."""
+        """Put reports back (a push that failed is retried later)."""
         with self.lock:
             for m in messages:
                 m.reported = False
@@ -283,6 +295,11 @@ class VendorState:
         return dict(t.decisions)
 
 
+#: Shared by every SimState of the process, so ids never repeat across resets.
+_SERIAL = itertools.count(1)
+_SERIAL_LOCK = threading.Lock()
+
+
 class SimState:
     """All vendors' state plus the parsed configuration."""
 
@@ -290,8 +307,6 @@ class SimState:
         self.config = config
         self.simulation = {**DEFAULT_SIMULATION, **config.get("simulation", {})}
         self.vendors: dict[str, VendorState] = {}
-        self._counter = itertools.count(1)
-        self._counter_lock = threading.Lock()
         for name, vconf in config.items():
             if name in ("simulation", "faults") or not isinstance(vconf, dict):
                 continue
@@ -305,8 +320,8 @@ class SimState:
 
     def next_serial(self) -> int:
         """A process-wide increasing number, for vendor ids that must never repeat."""
-        with self._counter_lock:
-            return next(self._counter)
+        with _SERIAL_LOCK:
+            return next(_SERIAL)
 
     def all_messages(self, vendor: str | None = None) -> list[dict[str, Any]]:
         out = []

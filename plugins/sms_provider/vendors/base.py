@@ -45,6 +45,11 @@ class VendorClient:
     #: the largest number of recipients one request may carry, per the document
     batch_limit: ClassVar[int] = 1
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: where the vendor keeps our own id: per ``"message"`` (Emay customImsId /
+    #: customFmsId), per ``"request"`` (EUMS reference) or nowhere (``None``)
+    custom_id_scope: ClassVar[str | None] = None
+    #: whether one request may carry different contents (or template variables)
+    personalised_batches: ClassVar[bool] = False
 
     def __init__(self, settings: HttpSettings, *, max_batch: int | None = None) -> None:
         if max_batch is not None and not 1 <= max_batch <= self.batch_limit:
