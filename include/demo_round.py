@@ -15,6 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -36,7 +37,7 @@ def free_port() -> int:
 class PushedReports(BaseHTTPRequestHandler):
     """Receives Chuanglan's status-report GETs."""
 
-    received: list[DeliveryReport] = []
+    received: ClassVar[list[DeliveryReport]] = []
 
     def log_message(self, *args: object) -> None:
         pass

@@ -41,10 +41,10 @@ def test_aes_matches_openssl_both_ways(key: str, plain: bytes) -> None:
     bits = len(key) * 8
     hexkey = key.encode().hex()
     ours = aes_encrypt(key, plain)
-    theirs = openssl([f"enc", f"-aes-{bits}-ecb", "-K", hexkey, "-nosalt"], plain)
+    theirs = openssl(["enc", f"-aes-{bits}-ecb", "-K", hexkey, "-nosalt"], plain)
     assert ours == theirs
     assert aes_decrypt(key, theirs) == plain
-    assert openssl([f"enc", "-d", f"-aes-{bits}-ecb", "-K", hexkey, "-nosalt"], ours) == plain
+    assert openssl(["enc", "-d", f"-aes-{bits}-ecb", "-K", hexkey, "-nosalt"], ours) == plain
 
 
 @needs_openssl

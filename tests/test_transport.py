@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -26,7 +27,7 @@ from tests.simulator_harness import free_port
 
 class Misbehaving(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    client_ports: set[int] = set()
+    client_ports: ClassVar[set[int]] = set()
 
     def log_message(self, *args: object) -> None:
         pass
