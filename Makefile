@@ -41,7 +41,7 @@ bench: install
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 lock: install
-	$(BIN)/uv pip compile --python-version 3.11 requirements.in -o requirements.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
 
 clean:
 	rm -rf $(VENV) .airflow data .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sms_provider.vendors.base import VendorClient
@@ -58,6 +59,12 @@ COMMON_EXTRAS: dict[str, Callable[[Any], Any]] = {
     "timeout": float, "connect_timeout": float, "rate_limit": float, "max_batch": int,
 }
 
+#: extras the pipeline reads (not the client): what one charge item costs where
+#: a vendor bills in money (EIMS), and how many requests a send task keeps in flight
+PIPELINE_EXTRAS: dict[str, Callable[[Any], Any]] = {
+    "price_per_item": Decimal, "send_concurrency": int,
+}
+
 VENDORS: dict[str, VendorSpec] = {
     "emay_ims": VendorSpec(
         "sms_provider.vendors.emay_ims:EmayImsClient", "app_id", "secret_key",
@@ -102,6 +109,20 @@ def base_url(host: str, port: int | None, schema: str | None, default_port: int 
     return f"{scheme}://{rest}"
 
 
+def pipeline_settings(extras: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The typed pipeline extras of a connection (absent ones left out)."""
+    out: dict[str, Any] = {}
+    for key, coerce in PIPELINE_EXTRAS.items():
+        raw = (extras or {}).get(key)
+        if raw is None or raw == "":
+            continue
+        try:
+            out[key] = coerce(raw)
+        except (TypeError, ValueError, ArithmeticError):
+            raise ConnectionConfigError(f"extra {key!r} has a malformed value") from None
+    return out
+
+
 def build_client(conn_type: str, *, host: str, port: int | None = None,
                  schema: str | None = None, login: str | None = None,
                  password: str | None = None, extras: Mapping[str, Any] | None = None
@@ -118,9 +139,11 @@ def build_client(conn_type: str, *, host: str, port: int | None = None,
     kwargs: dict[str, Any] = {}
     transport: dict[str, Any] = {}
     for key, raw in (extras or {}).items():
+        if key in PIPELINE_EXTRAS:
+            continue
         coerce = spec.extras.get(key) or COMMON_EXTRAS.get(key)
         if coerce is None:
-            allowed = sorted({*spec.extras, *COMMON_EXTRAS})
+            allowed = sorted({*spec.extras, *COMMON_EXTRAS, *PIPELINE_EXTRAS})
             raise ConnectionConfigError(
                 f"{conn_type}: unknown extra {key!r}; allowed: {', '.join(allowed)}")
         if raw is None:

@@ -1,0 +1,176 @@
+"""The send ledger: each chunk's intent is durable before its request goes out.
+
+A chunk moves through these states::
+
+    pending --(intent committed)--> intent --(answer)--> sent | rejected
+                                           \\--(retryable error)--> pending
+                                           \\--(answer lost)-------> ambiguous
+
+Only ``pending`` chunks are ever sent. ``intent`` found on a later run means
+the process died with the request possibly on the wire: it becomes
+``ambiguous`` and is never resent; delivery reports settle it later by custom
+id. The ``pending -> intent`` step is a compare-and-set, so two workers that
+somehow run the same shard cannot both send one chunk.
+
+The ledger is any SQLAlchemy URL: an SQLite file under the data root by
+default, PostgreSQL for deployments with several workers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+PENDING, INTENT, SENT, REJECTED, AMBIGUOUS = "pending", "intent", "sent", "rejected", "ambiguous"
+FINAL_STATES = frozenset({SENT, REJECTED, AMBIGUOUS})
+
+_metadata = sa.MetaData()
+chunks_table = sa.Table(
+    "sms_send_chunks", _metadata,
+    sa.Column("campaign_id", sa.String(200), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("chunk", sa.Integer, primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("recipients", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("outcome", sa.Text),  # JSON, one entry per recipient of the chunk
+    sa.Column("intent_at", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+
+class LedgerMismatchError(RuntimeError):
+    """A chunk's recipients differ from what the ledger recorded for it earlier.
+
+    Raised instead of sending: the prepared data changed under a partly sent
+    campaign, and continuing could send someone twice.
+    """
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    campaign_id: str
+    shard: int
+    chunk: int
+    fingerprint: str
+    recipients: int
+    state: str
+    attempts: int
+    last_error: str | None
+    outcome: list[Any] | None
+    updated_at: float
+
+
+def default_url(data_root: str | Path) -> str:
+    path = Path(data_root) / "ledger.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            # WAL: a committed intent survives SIGKILL of the process.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class SendLedger:
+    """Chunk states for every campaign, in one table."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        _metadata.create_all(self.engine)
+
+    def __repr__(self) -> str:
+        # The URL may carry a database password.
+        return f"SendLedger({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @staticmethod
+    def _key(campaign_id: str, shard: int, chunk: int) -> sa.ColumnElement[bool]:
+        t = chunks_table.c
+        return sa.and_(t.campaign_id == campaign_id, t.shard == shard, t.chunk == chunk)
+
+    def _record(self, row: Any) -> ChunkRecord:
+        return ChunkRecord(row.campaign_id, row.shard, row.chunk, row.fingerprint,
+                           row.recipients, row.state, row.attempts, row.last_error,
+                           json.loads(row.outcome) if row.outcome else None, row.updated_at)
+
+    def claim(self, campaign_id: str, shard: int, chunk: int, fingerprint: str,
+              recipients: int) -> ChunkRecord:
+        """The chunk's record, created ``pending`` on first sight.
+
+        A record left in ``intent`` by a dead process turns ``ambiguous`` here.
+        """
+        key = self._key(campaign_id, shard, chunk)
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(chunks_table).where(key)).first()
+            if row is None:
+                conn.execute(chunks_table.insert().values(
+                    campaign_id=campaign_id, shard=shard, chunk=chunk,
+                    fingerprint=fingerprint, recipients=recipients, state=PENDING, attempts=0,
+                    updated_at=now))
+                row = conn.execute(sa.select(chunks_table).where(key)).one()
+            elif row.fingerprint != fingerprint:
+                raise LedgerMismatchError(
+                    f"campaign {campaign_id!r} shard {shard} chunk {chunk}: its recipients differ "
+                    "from those recorded when it was first sent; the prepared data changed. "
+                    "Use a new campaign_id, or restore the original prepared data.")
+            elif row.state == INTENT:
+                conn.execute(chunks_table.update().where(key).values(
+                    state=AMBIGUOUS, updated_at=now,
+                    last_error="the sending process stopped after the request may have gone out"))
+                row = conn.execute(sa.select(chunks_table).where(key)).one()
+        return self._record(row)
+
+    def begin_send(self, campaign_id: str, shard: int, chunk: int) -> bool:
+        """``pending -> intent``, committed before the request; False if not pending."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                chunks_table.update()
+                .where(self._key(campaign_id, shard, chunk), chunks_table.c.state == PENDING)
+                .values(state=INTENT, attempts=chunks_table.c.attempts + 1,
+                        intent_at=time.time(), updated_at=time.time()))
+            return result.rowcount == 1
+
+    def finish(self, campaign_id: str, shard: int, chunk: int, state: str, *,
+               outcome: list[Any] | None = None, error: str | None = None) -> None:
+        """Record what the answer (or its absence) means for the chunk."""
+        if state not in (PENDING, *FINAL_STATES):
+            raise ValueError(f"cannot finish a chunk in state {state!r}")
+        with self.engine.begin() as conn:
+            conn.execute(
+                chunks_table.update()
+                .where(self._key(campaign_id, shard, chunk), chunks_table.c.state == INTENT)
+                .values(state=state, outcome=json.dumps(outcome) if outcome is not None else None,
+                        last_error=error, updated_at=time.time()))
+
+    def chunks(self, campaign_id: str, shard: int | None = None) -> list[ChunkRecord]:
+        query = sa.select(chunks_table).where(chunks_table.c.campaign_id == campaign_id)
+        if shard is not None:
+            query = query.where(chunks_table.c.shard == shard)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(chunks_table.c.shard, chunks_table.c.chunk))
+            return [self._record(r) for r in rows]

@@ -1,0 +1,98 @@
+"""Where campaign data lives: a local folder or an object store, behind one interface.
+
+Everything is Parquet written through a ``pyarrow`` filesystem, so the same
+code writes to ``./data`` and to ``s3://…``. The Airflow layer hands in the
+filesystem of an ``ObjectStoragePath`` (with its connection's credentials);
+plain use and the tests pass a local path or ``file://`` URI.
+
+Files are written to a temporary name and renamed, so a reader (or a rerun
+after a crash) never sees half a file where the store allows renames.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+DEFAULT_ROOT = "data"
+
+
+class DataRoot:
+    """A base location plus the filesystem to reach it."""
+
+    def __init__(self, location: str | os.PathLike[str],
+                 filesystem: pafs.FileSystem | None = None) -> None:
+        location = os.fspath(location)
+        if filesystem is None:
+            if "://" in location:
+                filesystem, location = pafs.FileSystem.from_uri(location)
+            else:
+                filesystem = pafs.LocalFileSystem()
+                location = str(Path(location).resolve())
+        self.fs = filesystem
+        self.base = location.rstrip("/")
+
+    @classmethod
+    def from_env(cls) -> DataRoot:
+        return cls(os.environ.get("SMS_DATA_ROOT") or DEFAULT_ROOT)
+
+    def __repr__(self) -> str:
+        return f"DataRoot({self.uri!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def uri(self) -> str:
+        return self.base if self.is_local else f"{self.fs.type_name}://{self.base}"
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.base, *(p.strip("/") for p in parts if p)])
+
+    def local_path(self, *parts: str) -> Path:
+        if not self.is_local:
+            raise ValueError(f"{self.uri} is not a local folder")
+        return Path(self.path(*parts))
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def write_table(self, table: pa.Table, *parts: str) -> str:
+        """Write one Parquet file, atomically where the filesystem can rename."""
+        target = self.path(*parts)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if not self.is_local:
+            pq.write_table(table, target, filesystem=self.fs)
+            return target
+        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        pq.write_table(table, tmp, filesystem=self.fs)
+        with open(tmp, "rb+") as handle:  # the rename below must not outrun the data
+            os.fsync(handle.fileno())
+        self.fs.move(tmp, target)
+        return target
+
+    def read_table(self, *parts: str) -> pa.Table:
+        return pq.read_table(self.path(*parts), filesystem=self.fs)
+
+    def read_dataset(self, *parts: str) -> pa.Table:
+        """Every Parquet file below a folder as one table (empty folder: no table)."""
+        return ds.dataset(self.path(*parts), filesystem=self.fs, format="parquet").to_table()
+
+    def list_files(self, *parts: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True, recursive=True)
+        return sorted(info.path for info in self.fs.get_file_info(selector)
+                      if info.type == pafs.FileType.File)
+
+    def remove_dir(self, *parts: str) -> None:
+        if self.exists(*parts):
+            self.fs.delete_dir(self.path(*parts))
+
+    def campaign(self, campaign_id: str, *parts: str) -> tuple[str, ...]:
+        return ("campaigns", campaign_id, *parts)

@@ -1,0 +1,193 @@
+"""Exactly-once sending of a shard: ledger states, reruns, lost answers, retries.
+
+Runs the real send path against the simulator; what the vendor received is
+read back from ``/_sim/messages``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pytest
+
+from sms_provider.data.ledger import (
+    AMBIGUOUS,
+    INTENT,
+    PENDING,
+    SENT,
+    LedgerMismatchError,
+    SendLedger,
+    chunks_table,
+)
+from sms_provider.data.schemas import PREPARED_SCHEMA
+from sms_provider.data.send import ShardSender, plan_chunks, request_reference
+from sms_provider.vendors.registry import build_client
+from tests.simulator_harness import DEFAULT_CONFIG, SimulatorProcess
+
+
+def shard_table(n: int, *, content: str = "【Shop】hello", start: int = 1,
+                mobile=lambda i: f"138{i:08d}") -> pa.Table:
+    rows = range(start, start + n)
+    return pa.table({
+        "row_number": list(rows), "mobile": [mobile(i) for i in rows],
+        "e164": [f"86{mobile(i)}" for i in rows], "content": [content] * n,
+        "variables": [None] * n, "charge_items": [1] * n,
+        "custom_id": [f"c{i}" for i in rows], "shard": [0] * n}, schema=PREPARED_SCHEMA)
+
+
+def eums(sim: SimulatorProcess, **extras) -> object:
+    host, port = sim.base_url.rsplit(":", 1)
+    cfg = DEFAULT_CONFIG["eums"]
+    return build_client("eums", host=host, port=int(port), login=cfg["name"],
+                        password=cfg["password"], extras={"max_batch": "10", **extras})
+
+
+@pytest.fixture
+def ledger(tmp_path) -> SendLedger:
+    led = SendLedger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    yield led
+    led.close()
+
+
+def sender(client, ledger, **kw) -> ShardSender:
+    return ShardSender(client, ledger, "camp-1", 0, backoff_s=0.01, **kw)
+
+
+def test_every_recipient_once_and_a_rerun_sends_nothing(sim, ledger) -> None:
+    table = shard_table(35)
+    first = sender(eums(sim), ledger).run(table)
+    assert first.complete and first.counts == {"submitted": 35}
+    assert len(sim.messages("eums")) == 35
+    again = sender(eums(sim), ledger).run(table)
+    assert again.counts == {"submitted": 35}
+    assert len(sim.messages("eums")) == 35
+    assert again.table.equals(first.table)  # the same result, from the ledger
+    assert {c.state for c in ledger.chunks("camp-1")} == {SENT}
+
+
+def test_lost_answer_is_ambiguous_and_never_resent(sim, ledger) -> None:
+    sim.faults({"kind": "accept_drop", "vendor": "eums", "path": "send", "count": 2})
+    table = shard_table(40)
+    result = sender(eums(sim), ledger, concurrency=1).run(table)
+    assert result.counts == {"submitted": 20, "ambiguous": 20}
+    sim.clear_faults()
+    rerun = sender(eums(sim), ledger).run(table)
+    assert rerun.counts == {"submitted": 20, "ambiguous": 20}
+    received = Counter(m["mobile"] for m in sim.messages("eums"))
+    assert len(received) == 40 and set(received.values()) == {1}
+    ambiguous = rerun.table.filter(pa.compute.equal(rerun.table["status"], "ambiguous"))
+    assert set(ambiguous["custom_id"].to_pylist()) == {
+        request_reference("camp-1", 0, 0), request_reference("camp-1", 0, 1)}
+
+
+def test_retryable_failures_are_retried_and_sent_once(sim, ledger) -> None:
+    sim.faults({"kind": "status", "status": 503, "vendor": "eums", "path": "send", "count": 2})
+    result = sender(eums(sim), ledger, concurrency=1, max_attempts=3).run(shard_table(20))
+    assert result.complete and result.counts == {"submitted": 20}
+    assert len(sim.messages("eums")) == 20
+    assert max(c.attempts for c in ledger.chunks("camp-1")) >= 2
+
+
+def test_retries_exhausted_leave_chunks_pending_for_the_next_run(sim, ledger) -> None:
+    sim.faults({"kind": "drop", "vendor": "eums", "path": "balance"},  # unrelated path
+               {"kind": "status", "status": 503, "vendor": "eums", "path": "send"})
+    result = sender(eums(sim), ledger, max_attempts=2).run(shard_table(20))
+    assert not result.complete and result.unsent_chunks == 2
+    assert result.table.num_rows == 0 and "503" in result.errors[0]
+    assert {c.state for c in ledger.chunks("camp-1")} == {PENDING}
+    sim.clear_faults()
+    assert sender(eums(sim), ledger).run(shard_table(20)).counts == {"submitted": 20}
+    assert len(sim.messages("eums")) == 20
+
+
+def test_a_chunk_left_in_intent_by_a_dead_process_becomes_ambiguous(sim, ledger) -> None:
+    table = shard_table(10)
+    client = eums(sim)
+    chunk = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=10,
+                        personalised=False, custom_id_scope="request")[0]
+    ledger.claim("camp-1", 0, 0, chunk.fingerprint, 10)
+    assert ledger.begin_send("camp-1", 0, 0)  # ... and the process died here
+    assert ledger.chunks("camp-1")[0].state == INTENT
+    result = sender(client, ledger).run(table)
+    assert result.counts == {"ambiguous": 10}
+    assert sim.messages("eums") == []
+    assert "may have gone out" in ledger.chunks("camp-1")[0].last_error
+
+
+def test_changed_prepared_data_is_refused(sim, ledger) -> None:
+    sender(eums(sim), ledger).run(shard_table(10))
+    with pytest.raises(LedgerMismatchError, match="prepared data changed"):
+        sender(eums(sim), ledger).run(shard_table(10, content="【Shop】changed"))
+    assert len(sim.messages("eums")) == 10
+
+
+def test_wrong_credentials_stop_the_shard_and_a_fixed_rerun_sends(sim, ledger) -> None:
+    host, port = sim.base_url.rsplit(":", 1)
+    bad = build_client("eums", host=host, port=int(port), login="eumsuser",
+                       password="wrong-password", extras={"max_batch": "10"})
+    result = sender(bad, ledger).run(shard_table(30))
+    assert not result.complete and result.errors[0].startswith("sending stopped")
+    assert "wrong-password" not in " ".join(result.errors)
+    assert sim.messages("eums") == []
+    assert sender(eums(sim), ledger).run(shard_table(30)).counts == {"submitted": 30}
+
+
+def test_vendor_refusal_is_final_and_recorded(sim, ledger) -> None:
+    sim.reset(eums={"blocked_words": ["forbidden"]})
+    result = sender(eums(sim), ledger).run(shard_table(5, content="【Shop】forbidden words"))
+    assert result.counts == {"rejected": 5}
+    assert set(result.table["vendor_code"].to_pylist()) == {"401"}
+    assert sim.messages("eums") == []
+
+
+def test_two_workers_never_send_one_chunk_twice(sim, ledger) -> None:
+    table = shard_table(10)
+    chunk = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=10,
+                        personalised=False, custom_id_scope="request")[0]
+    ledger.claim("camp-1", 0, 0, chunk.fingerprint, 10)
+    assert ledger.begin_send("camp-1", 0, 0)
+    assert not ledger.begin_send("camp-1", 0, 0)
+
+
+def test_identical_content_is_grouped_and_chunked_by_the_batch_limit() -> None:
+    table = pa.concat_tables([shard_table(3, content="A"), shard_table(4, content="B", start=4),
+                              shard_table(2, content="A", start=8)])
+    chunks = plan_chunks(table, campaign_id="c", shard=0, max_batch=3, personalised=False,
+                         custom_id_scope=None)
+    assert [[m.content for m in c.messages] for c in chunks] == [
+        ["A", "A", "A"], ["A", "A"], ["B", "B", "B"], ["B"]]
+    assert [c.row_numbers for c in chunks][:2] == [[1, 2, 3], [8, 9]]
+    personal = plan_chunks(table, campaign_id="c", shard=0, max_batch=5, personalised=True,
+                           custom_id_scope="message")
+    assert [len(c.messages) for c in personal] == [5, 4]
+    assert personal[0].messages[0].custom_id == "c1"
+    again = plan_chunks(table, campaign_id="c", shard=0, max_batch=3, personalised=False,
+                        custom_id_scope=None)
+    assert [c.fingerprint for c in again] == [c.fingerprint for c in chunks]
+
+
+def test_ledger_works_on_postgresql_when_available(sim) -> None:
+    sa = pytest.importorskip("sqlalchemy")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg2 not installed")
+    url = "postgresql+psycopg2://postgres@127.0.0.1/test"
+    try:
+        led = SendLedger(url)
+    except sa.exc.OperationalError:
+        pytest.skip("no PostgreSQL reachable")
+    with led.engine.begin() as conn:
+        conn.execute(chunks_table.delete().where(chunks_table.c.campaign_id == "pg-camp"))
+    try:
+        s = ShardSender(eums(sim), led, "pg-camp", 0, backoff_s=0.01)
+        assert s.run(shard_table(12)).counts == {"submitted": 12}
+        assert s.run(shard_table(12)).counts == {"submitted": 12}
+        assert len(sim.messages("eums")) == 12
+    finally:
+        led.close()
+
+
+def test_ambiguous_state_constant_matches_submission_status() -> None:
+    assert AMBIGUOUS == "ambiguous"
