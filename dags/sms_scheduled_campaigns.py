@@ -1,0 +1,9 @@
+"""Airflow DAGs ``sms_campaign__<campaign_id>``: one per file in ``include/campaigns/``."""
+
+from pathlib import Path
+
+from sms_provider.campaign_dag import campaign_dags
+
+CAMPAIGNS = Path(__file__).resolve().parent.parent / "include" / "campaigns"
+
+globals().update(campaign_dags(CAMPAIGNS))

@@ -1,0 +1,42 @@
+"""Provider metadata, found by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sms_provider import __version__
+from sms_provider.connection_fields import conn_fields, field_behaviour
+
+HOOKS = {
+    "emay_ims": ("EmayImsHook", "Emay International SMS"),
+    "emay_fms": ("EmayFmsHook", "Emay Flash Push (FMS)"),
+    "eims": ("EimsHook", "EIMS SMS"),
+    "eums": ("EumsHook", "EUMS SMS"),
+    "chuanglan": ("ChuanglanHook", "Chuanglan SMS"),
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "sms-provider",
+        "name": "SMS campaigns",
+        "description": "Batch SMS campaigns over Emay IMS/FMS, EIMS, EUMS and Chuanglan.",
+        "versions": [__version__],
+        "integrations": [{"integration-name": "SMS campaigns", "tags": ["service"]}],
+        "hooks": [{"integration-name": "SMS campaigns",
+                   "python-modules": ["sms_provider.hooks.sms"]}],
+        "operators": [{"integration-name": "SMS campaigns",
+                       "python-modules": ["sms_provider.operators.campaign"]}],
+        "triggers": [{"integration-name": "SMS campaigns",
+                      "python-modules": ["sms_provider.triggers.template"]}],
+        "connection-types": [
+            {
+                "connection-type": conn_type,
+                "hook-class-name": f"sms_provider.hooks.sms.{cls}",
+                "hook-name": name,
+                "ui-field-behaviour": field_behaviour(conn_type),
+                "conn-fields": conn_fields(conn_type),
+            }
+            for conn_type, (cls, name) in HOOKS.items()
+        ],
+    }

@@ -1,0 +1,117 @@
+"""One hook per vendor connection type; all of them only turn a Connection into a client.
+
+The mapping itself lives in :mod:`sms_provider.vendors.registry` (pure, tested
+without Airflow); the hooks add what only Airflow has: connection lookup,
+secret masking and the connection test button.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseHook
+
+from sms_provider.connection_fields import SENSITIVE_EXTRAS, field_behaviour
+from sms_provider.errors import SmsError
+from sms_provider.vendors.base import Capability, VendorClient
+from sms_provider.vendors.registry import ConnectionConfigError, build_client
+
+
+def _mask(value: Any) -> None:
+    from airflow.sdk.log import mask_secret
+
+    if value:
+        mask_secret(str(value))
+
+
+class SmsVendorHook(BaseHook):
+    """Base of the vendor hooks. ``get_client()`` gives a ready client."""
+
+    conn_name_attr = "sms_conn_id"
+    default_conn_name = "sms_default"
+    conn_type: ClassVar[str] = ""
+    hook_name = "SMS vendor"
+
+    def __init__(self, sms_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sms_conn_id = sms_conn_id or self.default_conn_name
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        behaviour = field_behaviour(cls.conn_type)
+        return {"hidden_fields": behaviour["hidden-fields"],
+                "relabeling": behaviour["relabeling"],
+                "placeholders": behaviour["placeholders"]}
+
+    def get_client(self) -> VendorClient:
+        conn = self.get_connection(self.sms_conn_id)
+        extras = dict(conn.extra_dejson)
+        _mask(conn.password)
+        for name in SENSITIVE_EXTRAS & set(extras):
+            _mask(extras[name])
+        conn_type = conn.conn_type if conn.conn_type in _HOOKS_BY_TYPE else self.conn_type
+        try:
+            return build_client(conn_type, host=conn.host or "", port=conn.port,
+                                schema=conn.schema, login=conn.login, password=conn.password,
+                                extras=extras)
+        except ConnectionConfigError as exc:
+            raise ConnectionConfigError(f"connection {self.sms_conn_id!r}: {exc}") from None
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Checks credentials with a balance call where the vendor has one."""
+        try:
+            with self.get_client() as client:
+                if not client.supports(Capability.BALANCE):
+                    return True, (f"{client.vendor}: configuration is valid; this vendor has no "
+                                  "balance call to check the credentials with")
+                balances = client.balance()
+        except (SmsError, ConnectionConfigError) as exc:
+            return False, str(exc)
+        shown = ", ".join(f"{b.product + ': ' if b.product else ''}{b.amount} {b.unit}"
+                          for b in balances)
+        return True, f"credentials accepted; balance {shown}"
+
+
+class EmayImsHook(SmsVendorHook):
+    conn_type = "emay_ims"
+    default_conn_name = "sms_emay_ims"
+    hook_name = "Emay International SMS"
+
+
+class EmayFmsHook(SmsVendorHook):
+    conn_type = "emay_fms"
+    default_conn_name = "sms_emay_fms"
+    hook_name = "Emay Flash Push (FMS)"
+
+
+class EimsHook(SmsVendorHook):
+    conn_type = "eims"
+    default_conn_name = "sms_eims"
+    hook_name = "EIMS SMS"
+
+
+class EumsHook(SmsVendorHook):
+    conn_type = "eums"
+    default_conn_name = "sms_eums"
+    hook_name = "EUMS SMS"
+
+
+class ChuanglanHook(SmsVendorHook):
+    conn_type = "chuanglan"
+    default_conn_name = "sms_chuanglan"
+    hook_name = "Chuanglan SMS"
+
+
+_HOOKS_BY_TYPE: dict[str, type[SmsVendorHook]] = {
+    h.conn_type: h for h in (EmayImsHook, EmayFmsHook, EimsHook, EumsHook, ChuanglanHook)}
+
+
+def hook_for_connection(conn_id: str) -> SmsVendorHook:
+    """The hook matching a connection's type, so operators take any vendor's conn_id."""
+    conn = BaseHook.get_connection(conn_id)
+    hook_cls = _HOOKS_BY_TYPE.get(conn.conn_type)
+    if hook_cls is None:
+        raise ConnectionConfigError(
+            f"connection {conn_id!r} has type {conn.conn_type!r}; expected one of "
+            f"{sorted(_HOOKS_BY_TYPE)}")
+    return hook_cls(sms_conn_id=conn_id)

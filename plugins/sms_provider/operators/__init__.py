@@ -1,0 +1,1 @@
+"""Operators: each one wires a hook, the data root and a pure data-plane step."""

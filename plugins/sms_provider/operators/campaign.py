@@ -1,0 +1,294 @@
+"""The campaign's tasks. Each one wires a connection and the data root to a pure step.
+
+Operators pass paths and counts through XCom, never rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from sms_provider.campaign_config import QuietHours
+from sms_provider.data.content import ContentTemplate
+from sms_provider.data.ledger import LedgerMismatchError
+from sms_provider.data.prepare import PrepareSettings, prepare, read_shard
+from sms_provider.data.schemas import SUBMISSION_SCHEMA
+from sms_provider.data.send import ShardSender, plan_chunks
+from sms_provider.hooks.sms import hook_for_connection
+from sms_provider.models import ApprovalState
+from sms_provider.runtime import data_root, open_ledger
+from sms_provider.vendors.base import Capability
+from sms_provider.vendors.registry import pipeline_settings
+
+FMS = "emay_fms"
+
+
+def _as_bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1")
+
+
+class PrepareRecipientsOperator(BaseOperator):
+    """Reads, validates and shards the recipients.
+
+    Returns the shard numbers (what ``send`` maps over); the counts and paths go
+    to the ``summary`` XCom.
+    """
+
+    template_fields: Sequence[str] = ("campaign_id", "recipients", "sms_conn_id", "content",
+                                      "mobile_column")
+
+    def __init__(self, *, campaign_id: str, recipients: str, sms_conn_id: str, content: str,
+                 mobile_column: str = "mobile", max_shards: int = 8,
+                 min_shard_rows: int = 5000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.campaign_id = campaign_id
+        self.recipients = recipients
+        self.sms_conn_id = sms_conn_id
+        self.content = content
+        self.mobile_column = mobile_column
+        self.max_shards = max_shards
+        self.min_shard_rows = min_shard_rows
+
+    def execute(self, context: Context) -> list[int]:
+        with hook_for_connection(self.sms_conn_id).get_client() as client:
+            vendor, limit = client.vendor, getattr(client, "max_content_chars", None)
+        template_vars = ContentTemplate.parse(self.content).variables if vendor == FMS else None
+        root = data_root()
+        summary = prepare(root, self.recipients, PrepareSettings(
+            campaign_id=self.campaign_id, vendor=vendor, content=self.content,
+            mobile_column=self.mobile_column, max_content_chars=limit,
+            template_variables=template_vars, max_shards=self.max_shards,
+            min_shard_rows=self.min_shard_rows))
+        self.log.info("prepared %d of %d rows into %d shard(s), %d rejected %s; estimate %d "
+                      "charge items; encoding %s", summary.prepared, summary.input_rows,
+                      len(summary.shards), summary.rejected, summary.reasons,
+                      summary.estimated_items, summary.encoding)
+        result = summary.as_dict()
+        result["vendor"] = vendor
+        result["prepared_path"] = root.path(*root.campaign(self.campaign_id, "prepared"))
+        result["rejected_path"] = root.path(*root.campaign(self.campaign_id, "rejected"))
+        context["ti"].xcom_push(key="summary", value=result)
+        return summary.shards
+
+
+class CheckBalanceOperator(BaseOperator):
+    """Fails early, with the figures, when the balance cannot cover the estimate."""
+
+    template_fields: Sequence[str] = ("sms_conn_id", "estimated_items")
+
+    def __init__(self, *, sms_conn_id: str, estimated_items: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sms_conn_id = sms_conn_id
+        self.estimated_items = estimated_items
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        hook = hook_for_connection(self.sms_conn_id)
+        estimate = int(self.estimated_items or 0)
+        with hook.get_client() as client:
+            if not client.supports(Capability.BALANCE):
+                self.log.info("%s has no balance call: check skipped (estimate %d items)",
+                              client.vendor, estimate)
+                return None
+            balances = client.balance()
+            product = getattr(client, "product", None)
+        conn = hook.get_connection(hook.sms_conn_id)
+        settings = pipeline_settings(conn.extra_dejson)
+        chosen = next((b for b in balances if product and b.product == product), balances[0])
+        if chosen.unit == "money":
+            price = settings.get("price_per_item")
+            if price is None:
+                self.log.warning("balance is %s (money) and the connection sets no "
+                                 "price_per_item: cannot compare with %d items", chosen.amount,
+                                 estimate)
+                return {"balance": str(chosen.amount), "unit": "money", "estimate": estimate}
+            needed = Decimal(estimate) * price
+        else:
+            needed = Decimal(estimate)
+        self.log.info("balance %s %s, the campaign needs %s", chosen.amount, chosen.unit, needed)
+        if chosen.amount < needed:
+            raise AirflowFailException(
+                f"balance {chosen.amount} {chosen.unit} cannot cover the estimate of {estimate} "
+                f"charge items ({needed} {chosen.unit}); top up, then clear this task")
+        return {"balance": str(chosen.amount), "unit": chosen.unit, "needed": str(needed)}
+
+
+class FmsTemplateOperator(BaseOperator):
+    """FMS only: registers the content as a template (unless an id is given) and waits,
+    deferred, until the carriers decide. Other vendors: returns "" at once (an XCom
+    ``send`` can always pull)."""
+
+    template_fields: Sequence[str] = ("sms_conn_id", "content", "template_id")
+
+    def __init__(self, *, sms_conn_id: str, content: str, template_id: str | None = None,
+                 poll_interval: float = 30.0, approval_timeout: timedelta = timedelta(days=3),
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sms_conn_id = sms_conn_id
+        self.content = content
+        self.template_id = template_id
+        self.poll_interval = poll_interval
+        self.approval_timeout = approval_timeout
+
+    def execute(self, context: Context) -> str | None:
+        with hook_for_connection(self.sms_conn_id).get_client() as client:
+            if client.vendor != FMS:
+                return self.template_id or ""
+            template_id = self.template_id or None
+            if template_id is None:
+                text = ContentTemplate.parse(self.content).vendor_template()
+                template_id = client.register_template(text).template_id
+                self.log.info("registered FMS template %s", template_id)
+            template = client.query_template(template_id)
+        if template.decided:
+            return self._decided(template_id, {c: s.value for c, s in template.approvals.items()})
+        from sms_provider.triggers.template import FmsTemplateApprovalTrigger
+
+        self.defer(trigger=FmsTemplateApprovalTrigger(self.sms_conn_id, template_id,
+                                                      self.poll_interval),
+                   method_name="execute_complete", timeout=self.approval_timeout)
+        return None  # not reached: defer raises
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        if event.get("status") != "decided":
+            raise AirflowFailException(f"template {event.get('template_id')}: "
+                                       f"{event.get('message', 'approval query failed')}")
+        return self._decided(event["template_id"], event["approvals"])
+
+    def _decided(self, template_id: str, approvals: dict[str, str]) -> str:
+        self.log.info("template %s approvals: %s", template_id, approvals)
+        if ApprovalState.APPROVED.value not in approvals.values():
+            raise AirflowFailException(f"template {template_id} was approved by no carrier: "
+                                       f"{approvals}")
+        return template_id
+
+
+class SendWindowOperator(BaseOperator):
+    """Defers, holding no worker slot, while the recipients' quiet hours last."""
+
+    def __init__(self, *, quiet_hours: dict[str, str] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.quiet_hours = quiet_hours
+
+    def execute(self, context: Context) -> None:
+        if not self.quiet_hours:
+            return
+        window = QuietHours.parse(self.quiet_hours)
+        now = datetime.now(UTC)
+        if not window.contains(now):
+            return
+        opens = window.window_end(now)
+        self.log.info("inside quiet hours %s: waiting until %s", window.as_dict(), opens)
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        self.defer(trigger=DateTimeTrigger(opens.astimezone(UTC)),
+                   method_name="execute_complete")
+
+    def execute_complete(self, context: Context, event: Any = None) -> None:
+        self.log.info("quiet hours over: sending")
+
+
+class SendShardOperator(BaseOperator):
+    """Sends one prepared shard through the ledger; safe to retry, clear or rerun."""
+
+    template_fields: Sequence[str] = ("campaign_id", "sms_conn_id", "template_id", "dry_run")
+
+    def __init__(self, *, campaign_id: str, sms_conn_id: str, shard: int,
+                 template_id: str | None = None, dry_run: Any = False,
+                 concurrency: int | None = None, max_attempts: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.campaign_id = campaign_id
+        self.sms_conn_id = sms_conn_id
+        self.shard = shard
+        self.template_id = template_id
+        self.dry_run = dry_run
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        root = data_root()
+        shard = int(self.shard)
+        table = read_shard(root, self.campaign_id, shard)
+        hook = hook_for_connection(self.sms_conn_id)
+        conn = hook.get_connection(hook.sms_conn_id)
+        concurrency = self.concurrency or pipeline_settings(conn.extra_dejson).get(
+            "send_concurrency", 4)
+        target = root.campaign(self.campaign_id, "submissions", f"part-{shard:05d}.parquet")
+        template_id = self.template_id or None
+        with hook.get_client() as client:
+            if _as_bool(self.dry_run):
+                result_table = _dry_run(client, self.campaign_id, shard, table)
+                root.write_table(result_table, *target)
+                self.log.info("dry run: %d recipients in shard %d would be sent, nothing sent",
+                              result_table.num_rows, shard)
+                return {"shard": shard, "dry_run": result_table.num_rows}
+            ledger = open_ledger(root)
+            try:
+                result = ShardSender(client, ledger, self.campaign_id, shard,
+                                     template_id=template_id, concurrency=concurrency,
+                                     max_attempts=self.max_attempts).run(table)
+            except LedgerMismatchError as exc:
+                raise AirflowFailException(str(exc)) from None  # a retry cannot fix it
+            finally:
+                ledger.close()
+        root.write_table(result.table, *target)
+        self.log.info("shard %d: %s; submissions at %s", shard, result.counts,
+                      root.path(*target))
+        if result.errors and result.errors[0].startswith("sending stopped"):
+            raise AirflowFailException(f"shard {shard}: {result.errors[0]}")
+        if not result.complete:
+            raise AirflowException(
+                f"shard {shard}: {result.unsent_chunks} request(s) not sent yet (nothing was "
+                f"sent twice; a retry sends only those): {'; '.join(result.errors[:3])}")
+        return {"shard": shard, **result.counts}
+
+
+def _dry_run(client: Any, campaign_id: str, shard: int, table: pa.Table) -> pa.Table:
+    chunks = plan_chunks(table, campaign_id=campaign_id, shard=shard,
+                         max_batch=client.max_batch, personalised=client.personalised_batches,
+                         custom_id_scope=client.custom_id_scope)
+    rows: dict[str, list[Any]] = {name: [] for name in SUBMISSION_SCHEMA.names}
+    items = dict(zip(table["row_number"].to_pylist(), table["charge_items"].to_pylist(),
+                     strict=True))
+    for chunk in chunks:
+        for row_number, msg in zip(chunk.row_numbers, chunk.messages, strict=True):
+            for name, value in (("campaign_id", campaign_id), ("shard", shard),
+                                ("chunk", chunk.index), ("row_number", row_number),
+                                ("mobile", msg.mobile), ("message_id", None),
+                                ("custom_id", msg.custom_id), ("charge_items", items[row_number]),
+                                ("vendor_code", None), ("status", "dry_run"),
+                                ("description", "dry run: not sent"), ("submitted_at", None)):
+                rows[name].append(value)
+    return pa.table(rows, schema=SUBMISSION_SCHEMA)
+
+
+class CampaignSummaryOperator(BaseOperator):
+    """Counts per status and where the Parquet went, in the task log and XCom."""
+
+    template_fields: Sequence[str] = ("campaign_id",)
+
+    def __init__(self, *, campaign_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.campaign_id = campaign_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        root = data_root()
+        out: dict[str, Any] = {"campaign_id": self.campaign_id}
+        for name in ("prepared", "rejected", "submissions"):
+            parts = root.campaign(self.campaign_id, name)
+            table = root.read_dataset(*parts) if root.list_files(*parts) else None
+            out[name] = table.num_rows if table is not None else 0
+            out[f"{name}_path"] = root.path(*parts)
+            if name == "submissions" and table is not None and table.num_rows:
+                out["by_status"] = {r["values"]: r["counts"]
+                                    for r in pc.value_counts(table["status"]).to_pylist()}
+        out["input_rows"] = out["prepared"] + out["rejected"]
+        for key, value in out.items():
+            self.log.info("%-16s %s", key, value)
+        return out

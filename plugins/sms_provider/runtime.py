@@ -1,0 +1,46 @@
+"""Where a running task finds the data root and the send ledger.
+
+``SMS_DATA_ROOT`` is a local path (default: ``data/`` in the checkout) or an
+object-storage URI, resolved through Airflow's ``ObjectStoragePath`` so its
+connection supplies the credentials (``s3://aws_conn@bucket/sms``).
+``SMS_LEDGER_URL`` is any SQLAlchemy URL; by default an SQLite file under a
+local data root. An object-store root has no place for SQLite, so there the
+URL must be set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from sms_provider.data.ledger import SendLedger, default_url
+from sms_provider.data.storage import DataRoot
+
+CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+def data_root() -> DataRoot:
+    location = os.environ.get("SMS_DATA_ROOT") or str(CHECKOUT_DATA)
+    if "://" in location and not location.startswith("file://"):
+        from airflow.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath(location)
+        return DataRoot(path.path, pafs.PyFileSystem(pafs.FSSpecHandler(path.fs)))
+    return DataRoot(location.removeprefix("file://"))
+
+
+def ledger_url(root: DataRoot) -> str:
+    url = os.environ.get("SMS_LEDGER_URL")
+    if url:
+        return url
+    if not root.is_local:
+        raise RuntimeError(
+            f"SMS_DATA_ROOT {root.uri} is not a local folder, so the send ledger cannot live "
+            "there: set SMS_LEDGER_URL (e.g. postgresql+psycopg2://user@host/db)")
+    return default_url(root.base)
+
+
+def open_ledger(root: DataRoot) -> SendLedger:
+    return SendLedger(ledger_url(root))

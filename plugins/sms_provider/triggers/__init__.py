@@ -1,0 +1,1 @@
+"""Triggers for deferrable waits (FMS template approval)."""
