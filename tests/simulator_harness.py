@@ -98,6 +98,12 @@ class SimulatorProcess:
         resp.raise_for_status()
         return resp.json()
 
+    def count(self, vendor: str | None = None) -> int:
+        params = {"vendor": vendor} if vendor else {}
+        resp = self.http.get(self.base_url + "/_sim/count", params=params, timeout=10)
+        resp.raise_for_status()
+        return resp.json()["count"]
+
     def balance(self, vendor: str) -> int:
         resp = self.http.get(self.base_url + "/_sim/balance", params={"vendor": vendor},
                              timeout=10)

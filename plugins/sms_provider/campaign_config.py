@@ -48,7 +48,8 @@ class QuietHours:
         except KeyError as exc:
             raise ValueError(f"{where}.{exc.args[0]}: missing") from None
         except ValueError:
-            raise ValueError(f"{where}: start and end must be HH:MM times") from None
+            raise ValueError(f"{where}: start and end must be HH:MM (or HH:MM:SS) times"
+                             ) from None
         tz = str(value.get("timezone", "Asia/Shanghai"))
         try:
             ZoneInfo(tz)
@@ -68,14 +69,14 @@ class QuietHours:
         """When the quiet window that contains ``moment`` opens for sending again."""
         tz = ZoneInfo(self.timezone)
         local = moment.astimezone(tz)
-        end = local.replace(hour=self.end.hour, minute=self.end.minute, second=0,
-                            microsecond=0)
+        end = local.replace(hour=self.end.hour, minute=self.end.minute,
+                            second=self.end.second, microsecond=0)
         if end <= local:
             end += timedelta(days=1)
         return end
 
     def as_dict(self) -> dict[str, str]:
-        return {"start": self.start.strftime("%H:%M"), "end": self.end.strftime("%H:%M"),
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(),
                 "timezone": self.timezone}
 
 

@@ -16,9 +16,10 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from sms_provider.campaign_config import QuietHours
-from sms_provider.data.content import ContentTemplate
+from sms_provider.data.content import ContentTemplate, ContentTemplateError
 from sms_provider.data.ledger import LedgerMismatchError
 from sms_provider.data.prepare import PrepareSettings, prepare, read_shard
+from sms_provider.data.recipients import RecipientFileError
 from sms_provider.data.schemas import SUBMISSION_SCHEMA
 from sms_provider.data.send import ShardSender, plan_chunks
 from sms_provider.hooks.sms import hook_for_connection
@@ -59,13 +60,17 @@ class PrepareRecipientsOperator(BaseOperator):
     def execute(self, context: Context) -> list[int]:
         with hook_for_connection(self.sms_conn_id).get_client() as client:
             vendor, limit = client.vendor, getattr(client, "max_content_chars", None)
-        template_vars = ContentTemplate.parse(self.content).variables if vendor == FMS else None
         root = data_root()
-        summary = prepare(root, self.recipients, PrepareSettings(
-            campaign_id=self.campaign_id, vendor=vendor, content=self.content,
-            mobile_column=self.mobile_column, max_content_chars=limit,
-            template_variables=template_vars, max_shards=self.max_shards,
-            min_shard_rows=self.min_shard_rows))
+        try:
+            template_vars = (ContentTemplate.parse(self.content).variables if vendor == FMS
+                             else None)
+            summary = prepare(root, self.recipients, PrepareSettings(
+                campaign_id=self.campaign_id, vendor=vendor, content=self.content,
+                mobile_column=self.mobile_column, max_content_chars=limit,
+                template_variables=template_vars, max_shards=self.max_shards,
+                min_shard_rows=self.min_shard_rows))
+        except (RecipientFileError, ContentTemplateError) as exc:
+            raise AirflowFailException(str(exc)) from None  # a retry reads the same file
         self.log.info("prepared %d of %d rows into %d shard(s), %d rejected %s; estimate %d "
                       "charge items; encoding %s", summary.prepared, summary.input_rows,
                       len(summary.shards), summary.rejected, summary.reasons,

@@ -4,6 +4,7 @@ Admin endpoints (all under ``/_sim/``, which no vendor uses):
 
 * ``GET  /_sim/health``                    vendors served
 * ``GET  /_sim/messages[?vendor=V]``       every accepted message
+* ``GET  /_sim/count[?vendor=V]``          how many were accepted (cheap to poll)
 * ``GET  /_sim/balance?vendor=V``          remaining charge items
 * ``GET|POST|DELETE /_sim/faults``         list / set rules (``{"rules": [...]}``) / clear
 * ``POST /_sim/mo``                        inject a reply ``{"vendor", "mobile", "content", ...}``
@@ -111,6 +112,11 @@ class Simulator:
             return SimResponse.json({"status": "ok", "vendors": sorted(self.vendors)})
         if action == "messages":
             return SimResponse.json(self.state.all_messages(req.query.get("vendor")))
+        if action == "count":
+            vendor = req.query.get("vendor")
+            return SimResponse.json({"count": sum(
+                len(vs.messages) for name, vs in self.state.vendors.items()
+                if not vendor or name == vendor)})
         if action == "balance":
             vendor = req.query.get("vendor", "")
             if vendor not in self.state.vendors:

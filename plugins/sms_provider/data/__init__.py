@@ -1,0 +1,1 @@
+"""The data plane: recipient files in, checked numbers and send ledgers out, no Airflow."""
