@@ -11,6 +11,10 @@ URL must be set.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -44,3 +48,20 @@ def ledger_url(root: DataRoot) -> str:
 
 def open_ledger(root: DataRoot) -> SendLedger:
     return SendLedger(ledger_url(root))
+
+
+@contextmanager
+def local_recipients(location: str) -> Iterator[str]:
+    """A local path for the recipients file; an object-store URI is copied to a temp file
+    first (through ``ObjectStoragePath``, so the URI's connection supplies credentials)."""
+    if "://" not in location or location.startswith("file://"):
+        yield location
+        return
+    from airflow.sdk import ObjectStoragePath
+
+    source = ObjectStoragePath(location)
+    with tempfile.NamedTemporaryFile(suffix=Path(source.path).suffix) as copy:
+        with source.open("rb") as handle:
+            shutil.copyfileobj(handle, copy, length=1 << 20)
+        copy.flush()
+        yield copy.name

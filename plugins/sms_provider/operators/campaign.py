@@ -24,7 +24,7 @@ from sms_provider.data.schemas import SUBMISSION_SCHEMA
 from sms_provider.data.send import ShardSender, plan_chunks
 from sms_provider.hooks.sms import hook_for_connection
 from sms_provider.models import ApprovalState
-from sms_provider.runtime import data_root, open_ledger
+from sms_provider.runtime import data_root, local_recipients, open_ledger
 from sms_provider.vendors.base import Capability
 from sms_provider.vendors.registry import pipeline_settings
 
@@ -64,11 +64,12 @@ class PrepareRecipientsOperator(BaseOperator):
         try:
             template_vars = (ContentTemplate.parse(self.content).variables if vendor == FMS
                              else None)
-            summary = prepare(root, self.recipients, PrepareSettings(
-                campaign_id=self.campaign_id, vendor=vendor, content=self.content,
-                mobile_column=self.mobile_column, max_content_chars=limit,
-                template_variables=template_vars, max_shards=self.max_shards,
-                min_shard_rows=self.min_shard_rows))
+            with local_recipients(self.recipients) as path:
+                summary = prepare(root, path, PrepareSettings(
+                    campaign_id=self.campaign_id, vendor=vendor, content=self.content,
+                    mobile_column=self.mobile_column, max_content_chars=limit,
+                    template_variables=template_vars, max_shards=self.max_shards,
+                    min_shard_rows=self.min_shard_rows))
         except (RecipientFileError, ContentTemplateError) as exc:
             raise AirflowFailException(str(exc)) from None  # a retry reads the same file
         self.log.info("prepared %d of %d rows into %d shard(s), %d rejected %s; estimate %d "
