@@ -32,7 +32,7 @@ test: install lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 demo: install
-	$(BIN)/python include/demo_round.py
+	$(BIN)/python include/demo.py
 
 simulator: install
 	$(BIN)/python -m sms_provider.simulator --config include/simulator.json --port 18080
