@@ -128,10 +128,10 @@ def recipients_table(rows: int, seed: int) -> pa.Table:
     roll = rng.random(rows)
     name = pc.if_else(pa.array(roll < EMPTY_NAME_SHARE), pick(rng, ["", " ", "\u3000"], rows),
                       name)
+    noted = (roll >= EMPTY_NAME_SHARE) & (roll < EMPTY_NAME_SHARE + LONG_NAME_SHARE)
     long_note = "备注" + "客户要求周末联系" * 70
-    name = pc.if_else(pa.array((roll >= EMPTY_NAME_SHARE)
-                               & (roll < EMPTY_NAME_SHARE + LONG_NAME_SHARE)),
-                      join(name, long_note), name)
+    name = pc.replace_with_mask(name, pa.array(noted),
+                                join(name.filter(pa.array(noted)), long_note))
     code = pc.cast(pa.array(rng.integers(10**5, 10**6, rows)), pa.string())
     return pa.table({"name": name, "mobile": mobile, "city": pick(rng, CITIES, rows),
                      "code": code})

@@ -27,6 +27,7 @@ def test_a_good_file_with_cron_and_quiet_hours(tmp_path) -> None:
     assert spec.cron == "0 9 * * 1" and spec.start_at is None
     assert spec.conf["mobile_column"] == "mobile" and spec.conf["dry_run"] is False
     assert spec.quiet_hours == QuietHours(time(21), time(8), "Asia/Shanghai")
+    assert spec.conf["recipients"] == str((tmp_path / "include/recipients.csv").resolve())
 
 
 def test_a_one_off_start_time(tmp_path) -> None:

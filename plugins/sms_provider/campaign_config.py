@@ -155,6 +155,10 @@ def load_campaign(path: Path) -> CampaignSpec:
         except ValueError as exc:
             raise _fail(path, str(exc)) from None
     conf = {k: data[k] for k in CONF_FIELDS if k in data}
+    recipients = conf["recipients"]
+    if "://" not in recipients and not Path(recipients).is_absolute():
+        # Relative to the campaign file, not to whatever directory a worker runs in.
+        conf["recipients"] = str((path.parent / recipients).resolve())
     conf.setdefault("mobile_column", "mobile")
     conf.setdefault("template_id", None)
     conf.setdefault("dry_run", False)
