@@ -1,0 +1,1 @@
+CREATE DATABASE sms OWNER airflow;
