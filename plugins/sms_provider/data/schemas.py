@@ -27,6 +27,8 @@ REJECTED_SCHEMA = pa.schema([
 #: ``campaigns/<id>/submissions/``: one row per prepared recipient once sent
 SUBMISSION_SCHEMA = pa.schema([
     ("campaign_id", pa.string()),
+    ("conn_id", pa.string()),       # the connection it went through (reports are per connection)
+    ("vendor", pa.string()),
     ("shard", pa.int32()),
     ("chunk", pa.int32()),          # the request within the shard
     ("row_number", pa.int64()),
@@ -38,4 +40,92 @@ SUBMISSION_SCHEMA = pa.schema([
     ("status", pa.string()),        # submitted | rejected | ambiguous | dry_run
     ("description", pa.string()),
     ("submitted_at", pa.timestamp("ms", tz="UTC")),
+])
+
+# --- delivery data (account level, per connection) -----------------------------------
+
+#: ``reports/<conn_id>/date=YYYY-MM-DD/*.parquet`` (date = UTC day we received it)
+REPORT_SCHEMA = pa.schema([
+    ("conn_id", pa.string()),
+    ("vendor", pa.string()),
+    ("message_id", pa.string()),
+    ("custom_id", pa.string()),     # Emay custom id / EUMS reference, where the vendor has one
+    ("mobile", pa.string()),
+    ("raw_state", pa.string()),     # the vendor's own state code
+    ("status", pa.string()),        # DELIVERED | FAILED | PENDING | UNKNOWN
+    ("description", pa.string()),
+    ("submit_time", pa.timestamp("ms", tz="UTC")),
+    ("report_time", pa.timestamp("ms", tz="UTC")),
+    ("received_at", pa.timestamp("ms", tz="UTC")),   # when it reached us
+    ("source", pa.string()),        # pull | push
+    ("raw", pa.string()),           # the vendor's payload for this report, JSON
+    ("report_key", pa.string()),    # identical for a replayed or re-pulled copy: dedupe on it
+])
+
+#: ``inbound/<conn_id>/date=YYYY-MM-DD/*.parquet``
+INBOUND_SCHEMA = pa.schema([
+    ("conn_id", pa.string()),
+    ("vendor", pa.string()),
+    ("mobile", pa.string()),
+    ("content", pa.string()),
+    ("received_time", pa.timestamp("ms", tz="UTC")),  # the vendor's time of the reply
+    ("destination", pa.string()),
+    ("message_id", pa.string()),
+    ("reference", pa.string()),
+    ("opt_out", pa.bool_()),
+    ("received_at", pa.timestamp("ms", tz="UTC")),
+    ("source", pa.string()),
+    ("raw", pa.string()),
+    ("inbound_key", pa.string()),
+])
+
+#: ``statistics/<conn_id>/daily/*.parquet``: the vendor's own daily counts (EUMS)
+DAILY_STATISTIC_SCHEMA = pa.schema([
+    ("conn_id", pa.string()),
+    ("day", pa.date32()),
+    ("submitted", pa.int64()),
+    ("delivered", pa.int64()),
+    ("failed", pa.int64()),
+    ("unknown", pa.int64()),
+    ("fetched_at", pa.timestamp("ms", tz="UTC")),
+])
+
+#: ``statistics/<conn_id>/balance/*.parquet``: balance snapshots
+BALANCE_SCHEMA = pa.schema([
+    ("conn_id", pa.string()),
+    ("amount", pa.string()),        # decimal as text: money balances must not round
+    ("unit", pa.string()),          # items | money
+    ("product", pa.string()),
+    ("gift", pa.string()),
+    ("taken_at", pa.timestamp("ms", tz="UTC")),
+])
+
+#: ``suppression/*.parquet``: numbers prepare drops (opt-outs and any list you add)
+SUPPRESSION_SCHEMA = pa.schema([
+    ("e164", pa.string()),
+    ("reason", pa.string()),        # e.g. "opt_out: TD"
+    ("conn_id", pa.string()),
+    ("added_at", pa.timestamp("ms", tz="UTC")),
+])
+
+# --- reconciliation (per campaign) -----------------------------------------------------
+
+#: ``campaigns/<id>/reconciliation/``: one row per prepared recipient
+RECONCILIATION_SCHEMA = pa.schema([
+    ("campaign_id", pa.string()),
+    ("conn_id", pa.string()),
+    ("vendor", pa.string()),
+    ("row_number", pa.int64()),
+    ("mobile", pa.string()),
+    ("message_id", pa.string()),
+    ("custom_id", pa.string()),
+    ("submission_status", pa.string()),  # submitted | rejected | ambiguous
+    ("final_status", pa.string()),       # DELIVERED | FAILED | PENDING | UNKNOWN | REJECTED
+    ("reason", pa.string()),             # vendor state / rejection code for FAILED, REJECTED
+    ("charge_items", pa.int32()),
+    ("submitted_at", pa.timestamp("ms", tz="UTC")),
+    ("report_time", pa.timestamp("ms", tz="UTC")),
+    ("latency_s", pa.float64()),         # report_time - submitted_at
+    ("reports_seen", pa.int32()),        # copies received (duplicates, retries, pull and push)
+    ("settled_by", pa.string()),         # message_id | custom_id | none
 ])

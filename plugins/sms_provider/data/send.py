@@ -113,12 +113,13 @@ class ShardSender:
     """Sends the chunks of one shard through the ledger with bounded concurrency."""
 
     def __init__(self, client: VendorClient, ledger: SendLedger, campaign_id: str, shard: int,
-                 *, template_id: str | None = None, template_text: str | None = None,
+                 *, conn_id: str = "", template_id: str | None = None, template_text: str | None = None,
                  concurrency: int = 4, max_attempts: int = 3, backoff_s: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self.ledger = ledger
         self.campaign_id = campaign_id
+        self.conn_id = conn_id
         self.shard = shard
         self.template_id = template_id
         self.template_text = template_text
@@ -139,7 +140,8 @@ class ShardSender:
         chunks = self.plan(table)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send") as pool:
             records = list(pool.map(self._send_chunk, chunks))
-        result = build_result(self.campaign_id, self.shard, chunks, records)
+        result = build_result(self.campaign_id, self.shard, chunks, records,
+                              conn_id=self.conn_id, vendor=self.client.vendor)
         if self._abort_reason:
             result.errors.insert(0, self._abort_reason)
         return result
@@ -200,7 +202,8 @@ class ShardSender:
 
 
 def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
-                 records: Sequence[ChunkRecord]) -> ShardResult:
+                 records: Sequence[ChunkRecord], *, conn_id: str = "", vendor: str = ""
+                 ) -> ShardResult:
     """Submissions of every settled chunk, from the ledger's outcomes."""
     cols: dict[str, list[Any]] = {name: [] for name in SUBMISSION_SCHEMA.names}
     result = ShardResult()
@@ -215,6 +218,8 @@ def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
         for row_number, msg, out in zip(chunk.row_numbers, chunk.messages, outcome, strict=True):
             message_id, custom_id, items, code, status, description = out
             cols["campaign_id"].append(campaign_id)
+            cols["conn_id"].append(conn_id)
+            cols["vendor"].append(vendor)
             cols["shard"].append(shard)
             cols["chunk"].append(chunk.index)
             cols["row_number"].append(row_number)

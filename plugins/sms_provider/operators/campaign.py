@@ -229,7 +229,8 @@ class SendShardOperator(BaseOperator):
         template_id = self.template_id or None
         with hook.get_client() as client:
             if _as_bool(self.dry_run):
-                result_table = _dry_run(client, self.campaign_id, shard, table)
+                result_table = _dry_run(client, self.campaign_id, self.sms_conn_id, shard,
+                                        table)
                 root.write_table(result_table, *target)
                 self.log.info("dry run: %d recipients in shard %d would be sent, nothing sent",
                               result_table.num_rows, shard)
@@ -237,7 +238,8 @@ class SendShardOperator(BaseOperator):
             ledger = open_ledger(root)
             try:
                 result = ShardSender(client, ledger, self.campaign_id, shard,
-                                     template_id=template_id, concurrency=concurrency,
+                                     conn_id=self.sms_conn_id, template_id=template_id,
+                                     concurrency=concurrency,
                                      max_attempts=self.max_attempts).run(table)
             except LedgerMismatchError as exc:
                 raise AirflowFailException(str(exc)) from None  # a retry cannot fix it
@@ -255,7 +257,8 @@ class SendShardOperator(BaseOperator):
         return {"shard": shard, **result.counts}
 
 
-def _dry_run(client: Any, campaign_id: str, shard: int, table: pa.Table) -> pa.Table:
+def _dry_run(client: Any, campaign_id: str, conn_id: str, shard: int, table: pa.Table
+             ) -> pa.Table:
     chunks = plan_chunks(table, campaign_id=campaign_id, shard=shard,
                          max_batch=client.max_batch, personalised=client.personalised_batches,
                          custom_id_scope=client.custom_id_scope)
@@ -264,7 +267,8 @@ def _dry_run(client: Any, campaign_id: str, shard: int, table: pa.Table) -> pa.T
                      strict=True))
     for chunk in chunks:
         for row_number, msg in zip(chunk.row_numbers, chunk.messages, strict=True):
-            for name, value in (("campaign_id", campaign_id), ("shard", shard),
+            for name, value in (("campaign_id", campaign_id), ("conn_id", conn_id),
+                                ("vendor", client.vendor), ("shard", shard),
                                 ("chunk", chunk.index), ("row_number", row_number),
                                 ("mobile", msg.mobile), ("message_id", None),
                                 ("custom_id", msg.custom_id), ("charge_items", items[row_number]),
