@@ -1,0 +1,109 @@
+"""Operators for delivery data: collect per connection, compact pushes, reconcile.
+
+They publish the ``sms_delivery_data`` Asset, which schedules reconciliation
+whenever new data lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Asset, BaseOperator, Context
+
+from sms_provider.hooks.sms import hook_for_connection
+from sms_provider.runtime import data_root
+from sms_provider.vendors.base import Capability
+
+DELIVERY_DATA = Asset("sms_delivery_data")
+
+
+class CollectDeliveryDataOperator(BaseOperator):
+    """Pulls reports, replies, statistics and a balance snapshot for one connection."""
+
+    template_fields: Sequence[str] = ("sms_conn_id",)
+
+    def __init__(self, *, sms_conn_id: str, statistic_days: int = 7, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [DELIVERY_DATA])
+        super().__init__(**kwargs)
+        self.sms_conn_id = sms_conn_id
+        self.statistic_days = statistic_days
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from sms_provider.data.collect import (
+            collect_inbound,
+            collect_reports,
+            collect_statistics,
+            snapshot_balance,
+        )
+
+        root = data_root()
+        out: dict[str, Any] = {"conn_id": self.sms_conn_id}
+        with hook_for_connection(self.sms_conn_id).get_client() as client:
+            steps = [("reports", Capability.PULL_REPORTS, collect_reports),
+                     ("reports", Capability.QUERY_REPORTS, collect_reports),
+                     ("inbound", Capability.INBOUND, collect_inbound),
+                     ("balance", Capability.BALANCE, snapshot_balance)]
+            for name, capability, step in steps:
+                if client.supports(capability) and name not in out:
+                    out[name] = _counts(step(client, root, self.sms_conn_id))
+            if client.supports(Capability.STATISTICS):
+                out["statistics"] = _counts(collect_statistics(
+                    client, root, self.sms_conn_id, days=self.statistic_days))
+        for key, value in out.items():
+            self.log.info("%-10s %s", key, value)
+        return out
+
+
+def _counts(result: Any) -> dict[str, Any]:
+    counts = getattr(result, "counts", None)
+    return dict(counts) if counts else {"result": str(result)}
+
+
+class CompactPushesOperator(BaseOperator):
+    """Moves pushed reports and replies from the receiver's landing files into Parquet."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [DELIVERY_DATA])
+        super().__init__(**kwargs)
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        import os
+
+        if not os.environ.get("SMS_RECEIVER_CONFIG"):
+            self.log.info("no push receiver configured (SMS_RECEIVER_CONFIG): nothing to compact")
+            return None
+        from sms_provider.receiver.config import ReceiverConfig
+        from sms_provider.receiver.landing import compact
+
+        result = compact(data_root(), ReceiverConfig.from_env())
+        self.log.info("compacted: %s", result)
+        return _counts(result)
+
+
+class ReconcileOperator(BaseOperator):
+    """Reconciles one campaign (``campaign_id``) or, when empty, every campaign."""
+
+    template_fields: Sequence[str] = ("campaign_id",)
+
+    def __init__(self, *, campaign_id: str | None = None, final_window_hours: float = 72,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.campaign_id = campaign_id
+        self.final_window_hours = final_window_hours
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from datetime import timedelta
+
+        from sms_provider.data.reconcile import reconcile_all
+
+        ids = [self.campaign_id] if self.campaign_id else None
+        results = reconcile_all(data_root(), ids,
+                                final_window=timedelta(hours=self.final_window_hours))
+        out = []
+        for result in results:
+            summary = {"campaign_id": result.campaign_id, **_counts(result),
+                       "report_html": getattr(result, "report_path", None)}
+            self.log.info("%s", summary)
+            out.append(summary)
+        return out

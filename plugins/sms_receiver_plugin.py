@@ -1,0 +1,26 @@
+"""Airflow plugin: mounts the SMS push receiver on the Airflow API server.
+
+Vendors then push to ``<api-server>/sms-receiver/...``. The same app runs
+standalone with ``python -m sms_provider.receiver`` where vendors must not
+reach Airflow. Without ``SMS_RECEIVER_CONFIG`` nothing is mounted.
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+def _apps() -> list[dict]:
+    if not os.environ.get("SMS_RECEIVER_CONFIG"):
+        return []
+    from sms_provider.receiver.app import app_from_env
+
+    return [{"app": app_from_env(), "url_prefix": "/sms-receiver",
+             "name": "SMS push receiver"}]
+
+
+class SmsReceiverPlugin(AirflowPlugin):
+    name = "sms_receiver"
+    fastapi_apps = _apps()
