@@ -71,7 +71,9 @@ class DataRoot:
         if not self.is_local:
             pq.write_table(table, target, filesystem=self.fs)
             return target
-        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        # A leading "_" keeps dataset readers (which skip "_" and "." names) off it.
+        folder, _, name = target.rpartition("/")
+        tmp = f"{folder}/_tmp-{uuid.uuid4().hex}-{name}"
         pq.write_table(table, tmp, filesystem=self.fs)
         with open(tmp, "rb+") as handle:  # the rename below must not outrun the data
             os.fsync(handle.fileno())

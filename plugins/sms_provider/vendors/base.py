@@ -10,10 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import ClassVar
 
 from sms_provider.errors import LimitExceededError
-from sms_provider.models import Balance, DeliveryReport, InboundMessage, Submission
+from sms_provider.models import (
+    Balance,
+    DailyStatistic,
+    DeliveryReport,
+    InboundMessage,
+    Submission,
+)
 from sms_provider.vendors.transport import HttpSettings, HttpTransport
 
 
@@ -90,6 +97,9 @@ class VendorClient:
 
     def balance(self) -> list[Balance]:
         raise NotImplementedError(f"{self.vendor} has no balance call")
+
+    def statistics(self, start: date, end: date) -> list[DailyStatistic]:
+        raise NotImplementedError(f"{self.vendor} has no daily statistics")
 
     def check_batch(self, messages: Sequence[OutboundMessage]) -> None:
         """Refuse an empty or oversized chunk before sending."""
