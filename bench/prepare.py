@@ -327,6 +327,13 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """User plus system time of every thread so far: on a shared machine the wall clock
+    also counts other people's work, this does not."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def settings_for(vendor: str) -> PrepareSettings:
     """What the campaign operator would pass for ``vendor`` (FMS sends the variables)."""
     template_variables = ContentTemplate.parse(CONTENT).variables if vendor == "emay_fms" else None
@@ -360,10 +367,12 @@ def stage_vectorised(tmp: Path, vendor: str, phases: bool) -> dict[str, Any]:
     warm_up(vendor)
     spent, peak = install_phase_timers() if phases else ({}, {})
     before = peak_rss_mib()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     summary = prepare(DataRoot(tmp / "full"), str(tmp / "recipients.csv"), settings_for(vendor))
     total = time.perf_counter() - started
-    return {"rows": summary.input_rows, "total_s": total, "peak_rss_mib": peak_rss_mib(),
+    return {"rows": summary.input_rows, "total_s": total, "cpu_s": cpu_seconds() - cpu,
+            "load": os.getloadavg()[0], "peak_rss_mib": peak_rss_mib(),
             "rss_before_mib": before, "summary": summary.as_dict(),
             "phases": [(label, spent.get(label, 0.0), peak.get(label))
                        for _, _, label in PHASES]}
@@ -373,10 +382,12 @@ def stage_baseline(tmp: Path, vendor: str) -> dict[str, Any]:
     warm_up(vendor)
     settings = settings_for(vendor)
     before = peak_rss_mib()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     summary, spent = baseline_prepare(DataRoot(tmp / "sample-baseline"), tmp / "sample.csv",
                                       settings)
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
     peak = peak_rss_mib()
     # the vectorised path on the very same rows, for the comparison (its peak is not reported)
     started = time.perf_counter()
@@ -384,7 +395,7 @@ def stage_baseline(tmp: Path, vendor: str) -> dict[str, Any]:
     vectorised_s = time.perf_counter() - started
     agreement = compare(DataRoot(tmp / "sample-vectorised"), DataRoot(tmp / "sample-baseline"),
                         summary["input_rows"])
-    return {"sample": summary["input_rows"], "sample_s": elapsed, "phases": spent,
+    return {"sample": summary["input_rows"], "sample_s": elapsed, "cpu_s": cpu, "phases": spent,
             "peak_rss_mib": peak, "rss_before_mib": before, "summary": summary,
             "vectorised_sample_s": vectorised_s, "vectorised_reasons": mine.reasons,
             **agreement}
@@ -462,19 +473,22 @@ def main() -> int:
 
     rows = fast["rows"]
     summary = fast["summary"]
-    print(f"machine:    {len(os.sched_getaffinity(0))} CPUs, load average {load:.2f} before the "
-          f"vectorised run" + (f"; fastest of {len(runs)} runs" if len(runs) > 1 else ""))
+    print(f"machine:    {len(os.sched_getaffinity(0))} CPUs, 1-minute load average {load:.2f} "
+          f"before the vectorised runs, {fast['load']:.2f} after the one reported"
+          + (f" (fastest of {len(runs)}: " + ", ".join(f"{run['total_s']:.1f} s" for run in runs)
+             + ")" if len(runs) > 1 else ""))
     print(f"vectorised: prepare() on {rows:,} rows in {fast['total_s']:.2f} s -> "
-          f"{rows / fast['total_s']:,.0f} rows/s (aim: 1,000,000), peak RSS "
-          f"{fast['peak_rss_mib']:,.0f} MiB ({fast['rss_before_mib']:,.0f} MiB of it interpreter "
-          "and libraries)")
+          f"{rows / fast['total_s']:,.0f} rows/s (aim: 1,000,000), CPU {fast['cpu_s']:.1f} s "
+          f"(user+sys, all threads), peak RSS {fast['peak_rss_mib']:,.0f} MiB "
+          f"({fast['rss_before_mib']:,.0f} MiB of it interpreter and libraries)")
     print(f"            {summary['prepared']:,} prepared in {len(summary['shards'])} shards, "
           f"{summary['rejected']:,} rejected, {summary['estimated_items']:,} charge items")
     print(f"            rejected: {reasons_line(summary['reasons'])}")
     rate = slow["sample"] / slow["sample_s"]
     extrapolated = slow["sample_s"] * rows / max(slow["sample"], 1)
     print(f"baseline:   per row, on the first {slow['sample']:,} rows: {slow['sample_s']:.1f} s -> "
-          f"{rate:,.0f} rows/s; extrapolated linearly to {rows:,} rows: {extrapolated:,.0f} s; "
+          f"{rate:,.0f} rows/s (CPU {slow['cpu_s']:.1f} s); extrapolated linearly to {rows:,} "
+          f"rows: {extrapolated:,.0f} s; "
           f"peak RSS {slow['peak_rss_mib']:,.0f} MiB on the sample "
           f"({slow['rss_before_mib']:,.0f} MiB before; it grows with the rows)")
     print("            " + ", ".join(f"{name} {seconds:.1f} s"

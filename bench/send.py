@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -210,24 +210,29 @@ class MemoryLedger(SendLedger):
                                                     time.time())
             return row
 
-    def begin_send(self, campaign_id: str, shard: int, chunk: int) -> bool:
+    def begin_send(self, campaign_id: str, shard: int, chunk: int, fingerprint: str,
+                   recipients: int) -> tuple[bool, ChunkRecord]:
         key = (campaign_id, shard, chunk)
         with self._lock:
-            row = self._rows[key]
+            row = self._rows.get(key) or ChunkRecord(campaign_id, shard, chunk, fingerprint,
+                                                     recipients, PENDING, 0, None, None,
+                                                     time.time())
             if row.state != PENDING:
-                return False
-            self._rows[key] = dataclasses.replace(row, state=INTENT, attempts=row.attempts + 1,
-                                                  updated_at=time.time())
-            return True
+                return False, row
+            row = self._rows[key] = dataclasses.replace(
+                row, state=INTENT, attempts=row.attempts + 1, updated_at=time.time())
+            return True, row
 
-    def finish(self, campaign_id: str, shard: int, chunk: int, state: str, *,
-               outcome: list[Any] | None = None, error: str | None = None) -> None:
-        key = (campaign_id, shard, chunk)
+    def finish(self, record: ChunkRecord, state: str, *, outcome: Any = None,
+               error: str | None = None) -> ChunkRecord:
+        key = (record.campaign_id, record.shard, record.chunk)
         with self._lock:
             row = self._rows[key]
             if row.state == INTENT:
-                self._rows[key] = dataclasses.replace(row, state=state, outcome=outcome,
-                                                      last_error=error, updated_at=time.time())
+                row = self._rows[key] = dataclasses.replace(
+                    row, state=state, outcome=outcome, last_error=error,
+                    updated_at=time.time())
+            return row
 
 
 # --- measuring -----------------------------------------------------------------------
@@ -280,10 +285,11 @@ class PhaseTimedSender(ShardSender):
     planned_at = 0.0
     last_settled_at = 0.0
 
-    def plan(self, table: pa.Table) -> list[Chunk]:
-        chunks = super().plan(table)
+    def plan(self, table: pa.Table) -> Iterator[Chunk]:
+        # Planning is lazy (the first requests leave while it goes on): note when
+        # the last chunk has been planned without forcing the plan up front.
+        yield from super().plan(table)
         self.planned_at = time.perf_counter()
-        return chunks
 
     def _send_chunk(self, chunk: Chunk) -> ChunkRecord:
         record = super()._send_chunk(chunk)
@@ -389,6 +395,10 @@ def main() -> int:
     parser.add_argument("--ledger-share", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the send path with the ledger on tmpfs and in memory")
     args = parser.parse_args()
+    if not 1 <= args.recipients <= 10**8:  # 138 and eight digits: 10**8 unique mobiles
+        parser.error("--recipients must be between 1 and 100000000")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     vendor = VENDORS[args.vendor]
     n = args.recipients
 

@@ -106,8 +106,8 @@ def test_a_chunk_left_in_intent_by_a_dead_process_becomes_ambiguous(sim, ledger)
     client = eums(sim)
     chunk = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=10,
                         personalised=False, custom_id_scope="request")[0]
-    ledger.claim("camp-1", 0, 0, chunk.fingerprint, 10)
-    assert ledger.begin_send("camp-1", 0, 0)  # ... and the process died here
+    go, _ = ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10)
+    assert go  # ... and the process died here
     assert ledger.chunks("camp-1")[0].state == INTENT
     result = sender(client, ledger).run(table)
     assert result.counts == {"ambiguous": 10}
@@ -145,9 +145,14 @@ def test_two_workers_never_send_one_chunk_twice(sim, ledger) -> None:
     table = shard_table(10)
     chunk = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=10,
                         personalised=False, custom_id_scope="request")[0]
-    ledger.claim("camp-1", 0, 0, chunk.fingerprint, 10)
-    assert ledger.begin_send("camp-1", 0, 0)
-    assert not ledger.begin_send("camp-1", 0, 0)
+    assert ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10)[0]
+    go, record = ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10)
+    assert not go and record.state == AMBIGUOUS  # the first holder may be mid-request
+    retry = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=5,
+                        personalised=False, custom_id_scope="request")[0]
+    assert ledger.begin_send("camp-1", 0, 1, retry.fingerprint, 5)[0]
+    ledger.finish(ledger.chunks("camp-1")[1], PENDING, error="HTTP 503")
+    assert ledger.begin_send("camp-1", 0, 1, retry.fingerprint, 5)[0]  # pending: sendable
 
 
 def test_identical_content_is_grouped_and_chunked_by_the_batch_limit() -> None:

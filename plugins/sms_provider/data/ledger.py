@@ -18,6 +18,7 @@ default, PostgreSQL for deployments with several workers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ class ChunkRecord:
     state: str
     attempts: int
     last_error: str | None
-    outcome: list[Any] | None
+    outcome: Any  # per recipient, by column: see sms_provider.data.send
     updated_at: float
 
 
@@ -75,7 +76,7 @@ def default_url(data_root: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, *, synchronous: str = "FULL") -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -84,7 +85,7 @@ def _engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             # WAL: a committed intent survives SIGKILL of the process.
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
@@ -97,7 +98,13 @@ class SendLedger:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        #: commits that must be on disk before a request leaves (the intent)
         self.engine = _engine(url)
+        #: everything else: an outcome lost in an OS crash leaves the chunk in
+        #: ``intent``, which turns ambiguous, never resent; and the next synced
+        #: intent commit flushes the WAL entries before it anyway
+        self._relaxed = (_engine(url, synchronous="NORMAL") if url.startswith("sqlite")
+                         else self.engine)
         _metadata.create_all(self.engine)
 
     def __repr__(self) -> str:
@@ -106,6 +113,7 @@ class SendLedger:
 
     def close(self) -> None:
         self.engine.dispose()
+        self._relaxed.dispose()
 
     @staticmethod
     def _key(campaign_id: str, shard: int, chunk: int) -> sa.ColumnElement[bool]:
@@ -119,58 +127,90 @@ class SendLedger:
 
     def claim(self, campaign_id: str, shard: int, chunk: int, fingerprint: str,
               recipients: int) -> ChunkRecord:
-        """The chunk's record, created ``pending`` on first sight.
+        """The chunk's record, created ``pending`` on first sight (no request is sent).
 
         A record left in ``intent`` by a dead process turns ``ambiguous`` here.
         """
         key = self._key(campaign_id, shard, chunk)
-        now = time.time()
-        with self.engine.begin() as conn:
+        with self._relaxed.begin() as conn:
             row = conn.execute(sa.select(chunks_table).where(key)).first()
             if row is None:
                 conn.execute(chunks_table.insert().values(
                     campaign_id=campaign_id, shard=shard, chunk=chunk,
                     fingerprint=fingerprint, recipients=recipients, state=PENDING, attempts=0,
-                    updated_at=now))
+                    updated_at=time.time()))
                 row = conn.execute(sa.select(chunks_table).where(key)).one()
-            elif row.fingerprint != fingerprint:
-                raise LedgerMismatchError(
-                    f"campaign {campaign_id!r} shard {shard} chunk {chunk}: its recipients differ "
-                    "from those recorded when it was first sent; the prepared data changed. "
-                    "Use a new campaign_id, or restore the original prepared data.")
-            elif row.state == INTENT:
-                conn.execute(chunks_table.update().where(key).values(
-                    state=AMBIGUOUS, updated_at=now,
-                    last_error="the sending process stopped after the request may have gone out"))
-                row = conn.execute(sa.select(chunks_table).where(key)).one()
+            else:
+                row = self._settle_stale(conn, row, fingerprint)
         return self._record(row)
 
-    def begin_send(self, campaign_id: str, shard: int, chunk: int) -> bool:
-        """``pending -> intent``, committed before the request; False if not pending."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                chunks_table.update()
-                .where(self._key(campaign_id, shard, chunk), chunks_table.c.state == PENDING)
-                .values(state=INTENT, attempts=chunks_table.c.attempts + 1,
-                        intent_at=time.time(), updated_at=time.time()))
-            return result.rowcount == 1
+    def _settle_stale(self, conn: sa.Connection, row: Any, fingerprint: str) -> Any:
+        if row.fingerprint != fingerprint:
+            raise LedgerMismatchError(
+                f"campaign {row.campaign_id!r} shard {row.shard} chunk {row.chunk}: its "
+                "recipients differ from those recorded when it was first sent; the prepared "
+                "data changed. Use a new campaign_id, or restore the original prepared data.")
+        if row.state != INTENT:
+            return row
+        key = self._key(row.campaign_id, row.shard, row.chunk)
+        conn.execute(chunks_table.update().where(key, chunks_table.c.state == INTENT).values(
+            state=AMBIGUOUS, updated_at=time.time(),
+            last_error="the sending process stopped after the request may have gone out"))
+        return conn.execute(sa.select(chunks_table).where(key)).one()
 
-    def finish(self, campaign_id: str, shard: int, chunk: int, state: str, *,
-               outcome: list[Any] | None = None, error: str | None = None) -> None:
-        """Record what the answer (or its absence) means for the chunk."""
+    def begin_send(self, campaign_id: str, shard: int, chunk: int, fingerprint: str,
+                   recipients: int) -> tuple[bool, ChunkRecord]:
+        """Move the chunk to ``intent``, committed before the request: ``(True, record)``.
+
+        ``(False, record)`` when it must not be sent: its outcome is known, it is
+        ambiguous, or another worker holds it. A chunk never seen before is
+        inserted straight as ``intent``: one durable commit before the request.
+        """
+        now = time.time()
+        values = dict(campaign_id=campaign_id, shard=shard, chunk=chunk,
+                      fingerprint=fingerprint, recipients=recipients)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(chunks_table.insert().values(
+                    **values, state=INTENT, attempts=1, intent_at=now, updated_at=now))
+            return True, ChunkRecord(**values, state=INTENT, attempts=1, last_error=None,
+                                     outcome=None, updated_at=now)
+        except sa.exc.IntegrityError:
+            pass  # known chunk: a retry, a rerun, or a concurrent worker
+        key = self._key(campaign_id, shard, chunk)
+        with self.engine.begin() as conn:
+            row = self._settle_stale(
+                conn, conn.execute(sa.select(chunks_table).where(key)).one(), fingerprint)
+            if row.state != PENDING:
+                return False, self._record(row)
+            moved = conn.execute(
+                chunks_table.update().where(key, chunks_table.c.state == PENDING)
+                .values(state=INTENT, attempts=chunks_table.c.attempts + 1, intent_at=now,
+                        updated_at=now)).rowcount == 1
+            row = conn.execute(sa.select(chunks_table).where(key)).one()
+        return moved, self._record(row)
+
+    def finish(self, record: ChunkRecord, state: str, *, outcome: Any = None,
+               error: str | None = None) -> ChunkRecord:
+        """Record what the answer (or its absence) means for the chunk; the new record."""
         if state not in (PENDING, *FINAL_STATES):
             raise ValueError(f"cannot finish a chunk in state {state!r}")
-        with self.engine.begin() as conn:
-            conn.execute(
-                chunks_table.update()
-                .where(self._key(campaign_id, shard, chunk), chunks_table.c.state == INTENT)
-                .values(state=state, outcome=json.dumps(outcome) if outcome is not None else None,
-                        last_error=error, updated_at=time.time()))
+        now = time.time()
+        key = self._key(record.campaign_id, record.shard, record.chunk)
+        with self._relaxed.begin() as conn:
+            done = conn.execute(
+                chunks_table.update().where(key, chunks_table.c.state == INTENT)
+                .values(state=state, outcome=json.dumps(outcome) if outcome is not None
+                        else None, last_error=error, updated_at=now)).rowcount == 1
+            if not done:  # someone settled it meanwhile (a rerun marked it ambiguous)
+                return self._record(conn.execute(sa.select(chunks_table).where(key)).one())
+        return dataclasses.replace(record, state=state, outcome=outcome, last_error=error,
+                                   updated_at=now)
 
     def chunks(self, campaign_id: str, shard: int | None = None) -> list[ChunkRecord]:
         query = sa.select(chunks_table).where(chunks_table.c.campaign_id == campaign_id)
         if shard is not None:
             query = query.where(chunks_table.c.shard == shard)
-        with self.engine.connect() as conn:
+        with self._relaxed.connect() as conn:
             rows = conn.execute(query.order_by(chunks_table.c.shard, chunks_table.c.chunk))
             return [self._record(r) for r in rows]

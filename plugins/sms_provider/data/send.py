@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,11 +76,22 @@ def request_reference(campaign_id: str, shard: int, chunk: int) -> str:
 def plan_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int,
                 personalised: bool, custom_id_scope: str | None) -> list[Chunk]:
     """Cut a shard into requests: identical content together unless the vendor personalises."""
-    rows = table.sort_by("row_number").to_pydict()
-    n = len(rows["row_number"])
-    variables = rows.get("variables") or [None] * n
-    contents = rows.get("content") or [""] * n
-    custom_ids = rows.get("custom_id") or [None] * n
+    return list(iter_chunks(table, campaign_id=campaign_id, shard=shard, max_batch=max_batch,
+                            personalised=personalised, custom_id_scope=custom_id_scope))
+
+
+def iter_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int,
+                personalised: bool, custom_id_scope: str | None) -> Iterator[Chunk]:
+    """:func:`plan_chunks` one chunk at a time, so sending starts before planning ends."""
+    table = table.sort_by("row_number")
+    n = table.num_rows
+
+    def column(name: str, default: Any) -> list[Any]:
+        return table[name].to_pylist() if name in table.column_names else [default] * n
+
+    row_numbers, mobiles = column("row_number", None), column("mobile", None)
+    contents, variables = column("content", ""), column("variables", None)
+    custom_ids = column("custom_id", None)
     if personalised:
         groups = [list(range(n))]
     else:
@@ -88,33 +99,53 @@ def plan_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int
         for i, content in enumerate(contents):
             by_content.setdefault(content, []).append(i)
         groups = list(by_content.values())
-    chunks: list[Chunk] = []
+    index = -1
     for group in groups:
         for start in range(0, len(group), max_batch):
-            index = len(chunks)
+            index += 1
             picked = group[start:start + max_batch]
-            ref = (request_reference(campaign_id, shard, index)
-                   if custom_id_scope == "request" else None)
-            messages = [OutboundMessage(
-                mobile=rows["mobile"][i], content=contents[i] or "",
-                custom_id=(ref if custom_id_scope == "request" else
-                           custom_ids[i] if custom_id_scope == "message" else None),
-                variables=json.loads(variables[i]) if variables[i] else None) for i in picked]
-            digest = hashlib.sha256()
-            for i, m in zip(picked, messages, strict=True):
-                digest.update(f"{rows['row_number'][i]}\t{m.mobile}\t{m.content}\t{m.custom_id}"
-                              f"\t{variables[i]}\n".encode())
-            chunks.append(Chunk(index, [rows["row_number"][i] for i in picked], messages,
-                                digest.hexdigest()[:32]))
-    return chunks
+            if custom_id_scope == "request":
+                ref = request_reference(campaign_id, shard, index)
+                ids: list[str | None] = [ref] * len(picked)
+            elif custom_id_scope == "message":
+                ids = [custom_ids[i] for i in picked]
+            else:
+                ids = [None] * len(picked)
+            messages = [OutboundMessage(mobiles[i], contents[i] or "", cid,
+                                        json.loads(variables[i]) if variables[i] else None)
+                        for i, cid in zip(picked, ids, strict=True)]
+            text = "\n".join(f"{row_numbers[i]}\t{mobiles[i]}\t{contents[i]}\t{cid}\t"
+                             f"{variables[i]}" for i, cid in zip(picked, ids, strict=True))
+            yield Chunk(index, [row_numbers[i] for i in picked], messages,
+                        hashlib.sha256(text.encode()).hexdigest()[:32])
+
+
+OUTCOME_FIELDS = ("message_id", "custom_id", "charge_items", "vendor_code", "status",
+                  "description")
+
+
+def _outcome(subs: Sequence[Any]) -> dict[str, list[Any]]:
+    """Per recipient, by column: what the ledger keeps of a settled chunk."""
+    return {"message_id": [s.message_id for s in subs],
+            "custom_id": [s.custom_id for s in subs],
+            "charge_items": [s.charge_items for s in subs],
+            "vendor_code": [s.vendor_code for s in subs],
+            "status": [s.status.value for s in subs],
+            "description": [s.description for s in subs]}
+
+
+def _uniform(n: int, **values: Any) -> dict[str, list[Any]]:
+    return {name: list(values[name]) if isinstance(values[name], list)
+            else [values[name]] * n for name in OUTCOME_FIELDS}
 
 
 class ShardSender:
     """Sends the chunks of one shard through the ledger with bounded concurrency."""
 
     def __init__(self, client: VendorClient, ledger: SendLedger, campaign_id: str, shard: int,
-                 *, conn_id: str = "", template_id: str | None = None, template_text: str | None = None,
-                 concurrency: int = 4, max_attempts: int = 3, backoff_s: float = 1.0,
+                 *, conn_id: str = "", template_id: str | None = None,
+                 template_text: str | None = None, concurrency: int = 4,
+                 max_attempts: int = 3, backoff_s: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self.ledger = ledger
@@ -130,16 +161,20 @@ class ShardSender:
         self._abort = threading.Event()
         self._abort_reason: str | None = None
 
-    def plan(self, table: pa.Table) -> list[Chunk]:
-        return plan_chunks(table, campaign_id=self.campaign_id, shard=self.shard,
+    def plan(self, table: pa.Table) -> Iterator[Chunk]:
+        return iter_chunks(table, campaign_id=self.campaign_id, shard=self.shard,
                            max_batch=self.client.max_batch,
                            personalised=self.client.personalised_batches,
                            custom_id_scope=self.client.custom_id_scope)
 
     def run(self, table: pa.Table) -> ShardResult:
-        chunks = self.plan(table)
+        chunks: list[Chunk] = []
+        futures = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send") as pool:
-            records = list(pool.map(self._send_chunk, chunks))
+            for chunk in self.plan(table):  # the first requests leave while planning goes on
+                chunks.append(chunk)
+                futures.append(pool.submit(self._send_chunk, chunk))
+            records = [f.result() for f in futures]
         result = build_result(self.campaign_id, self.shard, chunks, records,
                               conn_id=self.conn_id, vendor=self.client.vendor)
         if self._abort_reason:
@@ -147,90 +182,91 @@ class ShardSender:
         return result
 
     def _send_chunk(self, chunk: Chunk) -> ChunkRecord:
-        ledger, key = self.ledger, (self.campaign_id, self.shard, chunk.index)
-        record = ledger.claim(*key, chunk.fingerprint, len(chunk.messages))
+        record: ChunkRecord | None = None
         for attempt in range(self.max_attempts):
-            if record.state in FINAL_STATES or self._abort.is_set():
+            if self._abort.is_set():
+                break
+            go, record = self.ledger.begin_send(self.campaign_id, self.shard, chunk.index,
+                                                chunk.fingerprint, len(chunk.messages))
+            if not go:  # settled already, ambiguous, or another worker holds it
                 return record
-            if not ledger.begin_send(*key):  # another worker holds it: never send it too
-                return ledger.claim(*key, chunk.fingerprint, len(chunk.messages))
-            wait = self._attempt(chunk, key, attempt)
-            record = ledger.claim(*key, chunk.fingerprint, len(chunk.messages))
-            if record.state == PENDING and attempt + 1 < self.max_attempts and wait:
+            record, wait = self._attempt(chunk, record, attempt)
+            if record.state != PENDING:
+                return record
+            if attempt + 1 < self.max_attempts and wait:
                 self.sleep(wait)
-        return record
+        return record or self.ledger.claim(self.campaign_id, self.shard, chunk.index,
+                                           chunk.fingerprint, len(chunk.messages))
 
-    def _attempt(self, chunk: Chunk, key: tuple[str, int, int], attempt: int) -> float:
-        """One request for the chunk; returns the wait before a retry (0 = none)."""
+    def _attempt(self, chunk: Chunk, record: ChunkRecord, attempt: int
+                 ) -> tuple[ChunkRecord, float]:
+        """One request for the chunk: the settled record and the wait before a retry."""
+        finish = self.ledger.finish
         try:
             kwargs: dict[str, Any] = {}
             if self.template_id is not None:
                 kwargs["template_id"] = self.template_id
             subs = self.client.send(chunk.messages, **kwargs)
         except RateLimitedError as exc:
-            self.ledger.finish(*key, PENDING, error=str(exc))
-            return max(exc.retry_after, 0.01)
+            return finish(record, PENDING, error=str(exc)), max(exc.retry_after, 0.01)
         except RetryableError as exc:
-            self.ledger.finish(*key, PENDING, error=str(exc))
-            return self.backoff_s * 2 ** attempt
+            return finish(record, PENDING, error=str(exc)), self.backoff_s * 2 ** attempt
         except AmbiguousError as exc:
-            self.ledger.finish(*key, AMBIGUOUS, error=str(exc))
-            return 0
+            return finish(record, AMBIGUOUS, error=str(exc)), 0
         except (AuthenticationError, InsufficientBalanceError) as exc:
             # Certainly not sent, and every other chunk would fail alike: stop.
-            self.ledger.finish(*key, PENDING, error=str(exc))
             self._abort_reason = f"sending stopped: {exc}"
             self._abort.set()
-            return 0
+            return finish(record, PENDING, error=str(exc)), 0
         except PermanentError as exc:
-            outcome = [[None, m.custom_id, 0, exc.code or type(exc).__name__, REJECTED, str(exc)]
-                       for m in chunk.messages]
-            self.ledger.finish(*key, REJECTED, outcome=outcome, error=str(exc))
-            return 0
+            n = len(chunk.messages)
+            outcome = _uniform(n, message_id=None,
+                               custom_id=[m.custom_id for m in chunk.messages],
+                               charge_items=0, vendor_code=exc.code or type(exc).__name__,
+                               status=REJECTED, description=str(exc))
+            return finish(record, REJECTED, outcome=outcome, error=str(exc)), 0
         except Exception as exc:
             # Unknown failure after the intent: the request may have left.
-            self.ledger.finish(*key, AMBIGUOUS, error=f"unexpected {type(exc).__name__}")
+            finish(record, AMBIGUOUS, error=f"unexpected {type(exc).__name__}")
             raise
         if len(subs) != len(chunk.messages):
-            self.ledger.finish(*key, AMBIGUOUS, error=(
-                f"vendor answered {len(subs)} results for {len(chunk.messages)} recipients"))
-            return 0
-        outcome = [[s.message_id, s.custom_id, s.charge_items, s.vendor_code, s.status.value,
-                    s.description] for s in subs]
-        self.ledger.finish(*key, SENT, outcome=outcome)
-        return 0
+            return finish(record, AMBIGUOUS, error=(
+                f"vendor answered {len(subs)} results for {len(chunk.messages)} "
+                "recipients")), 0
+        return finish(record, SENT, outcome=_outcome(subs)), 0
 
 
 def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
                  records: Sequence[ChunkRecord], *, conn_id: str = "", vendor: str = ""
                  ) -> ShardResult:
-    """Submissions of every settled chunk, from the ledger's outcomes."""
+    """Submissions of every settled chunk, from the ledger's outcomes, column by column."""
     cols: dict[str, list[Any]] = {name: [] for name in SUBMISSION_SCHEMA.names}
     result = ShardResult()
     for chunk, rec in zip(chunks, records, strict=True):
+        n = len(chunk.messages)
         if rec.state not in FINAL_STATES:
             result.unsent_chunks += 1
             if rec.last_error:
                 result.errors.append(f"chunk {chunk.index}: {rec.last_error}")
             continue
-        outcome = rec.outcome or [[None, m.custom_id, 0, None, AMBIGUOUS, rec.last_error or ""]
-                                  for m in chunk.messages]
-        for row_number, msg, out in zip(chunk.row_numbers, chunk.messages, outcome, strict=True):
-            message_id, custom_id, items, code, status, description = out
-            cols["campaign_id"].append(campaign_id)
-            cols["conn_id"].append(conn_id)
-            cols["vendor"].append(vendor)
-            cols["shard"].append(shard)
-            cols["chunk"].append(chunk.index)
-            cols["row_number"].append(row_number)
-            cols["mobile"].append(msg.mobile)
-            cols["message_id"].append(message_id)
-            cols["custom_id"].append(custom_id if custom_id is not None else msg.custom_id)
-            cols["charge_items"].append(items)
-            cols["vendor_code"].append(code)
-            cols["status"].append(status)
-            cols["description"].append(description or "")
-            cols["submitted_at"].append(int(rec.updated_at * 1000))
+        outcome = rec.outcome or _uniform(
+            n, message_id=None, custom_id=[m.custom_id for m in chunk.messages],
+            charge_items=0, vendor_code=None, status=AMBIGUOUS,
+            description=rec.last_error or "")
+        for name in ("campaign_id", "conn_id", "vendor", "shard", "chunk", "submitted_at"):
+            value = {"campaign_id": campaign_id, "conn_id": conn_id, "vendor": vendor,
+                     "shard": shard, "chunk": chunk.index,
+                     "submitted_at": int(rec.updated_at * 1000)}[name]
+            cols[name].extend([value] * n)
+        cols["row_number"].extend(chunk.row_numbers)
+        cols["mobile"].extend(m.mobile for m in chunk.messages)
+        cols["custom_id"].extend(
+            got if got is not None else m.custom_id
+            for got, m in zip(outcome["custom_id"], chunk.messages, strict=True))
+        for name in ("message_id", "charge_items", "vendor_code", "status"):
+            cols[name].extend(outcome[name])
+        cols["description"].extend(d or "" for d in outcome["description"])
+        for status in outcome["status"]:
             result.counts[status] = result.counts.get(status, 0) + 1
     result.table = pa.table(cols, schema=SUBMISSION_SCHEMA)
     return result

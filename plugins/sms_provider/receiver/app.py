@@ -18,8 +18,11 @@ secret: it must look like any other unknown URL), 400 malformed, 413 too big,
 503 when the disk refuses the write (the vendor retries).
 
 Nothing here logs a credential: Chuanglan's query string carries ``pswd`` and
-the EIMS URL carries the token, so access-log lines are redacted
-(:class:`RedactingFilter`) and our own lines name routes, not URLs.
+the EIMS URL carries the token. Once an endpoint is done, before the response
+starts, :class:`ScrubSecretsMiddleware` removes both from the request scope,
+which is what access loggers read (uvicorn's, and Airflow's
+``HttpAccessLogMiddleware`` around a mounted app); :class:`RedactingFilter` on
+``uvicorn.access`` is the second line. Our own log lines name routes, not URLs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -150,6 +154,7 @@ def create_app(config: ReceiverConfig, root: DataRoot) -> FastAPI:
     app = FastAPI(title="SMS push receiver", docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.receiver = receiver
+    app.add_middleware(ScrubSecretsMiddleware)
     install_log_redaction()
 
     async def handle(request: Request, route: str, work, *args: object) -> Response:
@@ -219,7 +224,53 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 # --- access-log redaction --------------------------------------------------------------
 _EIMS_TOKEN = re.compile(r"(/eims/)[^/?]+(/reports)")
+_EIMS_TOKEN_BYTES = re.compile(rb"(/eims/)[^/?]+(/reports)")
 _SECRET_QUERY = re.compile(r"(^|&)(pswd|receiver)=", re.IGNORECASE)
+_SECRET_KEYS = frozenset(chuanglan.PUSH_CREDENTIALS)
+
+
+def scrub_scope(scope: dict[str, Any]) -> None:
+    """Mask the EIMS token in the path and the credentials in the query string, in place."""
+    path = scope.get("path")
+    if isinstance(path, str):
+        scope["path"] = _EIMS_TOKEN.sub(r"\1***\2", path)
+    raw_path = scope.get("raw_path")
+    if isinstance(raw_path, bytes):
+        scope["raw_path"] = _EIMS_TOKEN_BYTES.sub(rb"\1***\2", raw_path)
+    query = scope.get("query_string")
+    if isinstance(query, bytes) and query:
+        text = query.decode("latin-1")
+        if _SECRET_QUERY.search(text):
+            pairs = parse_qsl(text, keep_blank_values=True)
+            scope["query_string"] = urlencode(
+                [(k, "***" if k in _SECRET_KEYS else v) for k, v in pairs]).encode("ascii")
+
+
+class ScrubSecretsMiddleware:
+    """Scrubs the scope when the response starts (the endpoint has read what it needs).
+
+    Access loggers format the scope when the response starts (uvicorn) or after
+    the app returns (Airflow's middleware around a mounted app): both see the
+    scrubbed one, because Starlette hands the same scope dict down to a mount.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def scrubbing_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                scrub_scope(scope)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, scrubbing_send)
+        finally:
+            scrub_scope(scope)
 
 
 def redact_path(path: str) -> str:

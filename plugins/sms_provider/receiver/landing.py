@@ -44,6 +44,7 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,6 +92,7 @@ STALE_TEMP_S = 3600.0
 _TMP_SUFFIX = ".tmp"
 _SUFFIX = ".json"
 _REASON_MAX = 200
+DELETE_THREADS = 8
 
 
 class LandingError(ValueError):
@@ -450,10 +452,23 @@ def _flush(root: DataRoot, config: ReceiverConfig, batch: _Batch, result: Compac
         result.reports += table.num_rows
     _make_durable(root, written)
     result.paths += written
-    for item in batch.done:
+    _delete(root, [item.path for item in batch.done])
+    result.files += len(batch.done)
+
+
+def _delete(root: DataRoot, paths: Sequence[str]) -> None:
+    """Several at a time: on ext4 unlinking a file that was fsync'd waits for the
+    journal (~3 ms each here, one by one), and concurrent unlinks share that wait."""
+    def one(path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            root.fs.delete_file(item.path)
-        result.files += 1
+            root.fs.delete_file(path)
+
+    if len(paths) < 2:
+        for path in paths:
+            one(path)
+        return
+    with ThreadPoolExecutor(max_workers=DELETE_THREADS) as pool:
+        list(pool.map(one, paths))
 
 
 def _with_received_at(table: pa.Table, moments: Sequence[datetime]) -> pa.Table:

@@ -223,6 +223,9 @@ def parse_send_answer(payload: dict[str, Any], mobiles: Sequence[str],
     refused as invalid; a number sent twice but listed once was sent once.
     """
     entries = _data_list(payload, SEND)
+    fast = _in_request_order(entries, mobiles, reference)
+    if fast is not None:
+        return fast
     listed: dict[str, deque[tuple[str, int]]] = {}
     for i, entry in enumerate(entries):
         mobile = _text(entry, "dest_number", SEND, i)
@@ -240,6 +243,24 @@ def parse_send_answer(payload: dict[str, Any], mobiles: Sequence[str],
     if extra:
         raise _protocol(f"answer lists {len(extra)} number(s) that were not requested "
                         "(or more often than requested)", SEND)
+    return out
+
+
+def _in_request_order(entries: list[Any], mobiles: Sequence[str], reference: str | None
+                      ) -> list[Submission] | None:
+    """The usual answer, every number taken and listed in request order, read without
+    the general matching (this runs once per recipient of a campaign); None otherwise."""
+    if len(entries) != len(mobiles):
+        return None
+    out = []
+    for entry, mobile in zip(entries, mobiles, strict=True):
+        if not isinstance(entry, dict) or entry.get("dest_number") != mobile:
+            return None
+        message_id, items = entry.get("message_id"), entry.get("charge_item")
+        if (not isinstance(message_id, str) or not message_id or type(items) is not int
+                or items < 1):
+            return None  # the general path names what is wrong
+        out.append(Submission(mobile, message_id, reference, items))
     return out
 
 

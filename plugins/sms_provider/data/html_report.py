@@ -1,0 +1,165 @@
+"""The analyst's one-page campaign report: plain HTML, inline CSS and SVG, nothing else.
+
+It must open from a mail attachment or an object store on a machine without
+the pipeline, without network and without JavaScript, so every chart is drawn
+here as SVG and every piece of text is escaped (campaign ids, vendor reasons
+and keys come from outside).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from html import escape
+from typing import Any
+
+#: latency histogram bucket edges, seconds (last bucket open-ended)
+LATENCY_EDGES_S: tuple[float, ...] = (0, 10, 30, 60, 120, 300, 900, 3600, 6 * 3600, 86400,
+                                      math.inf)
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .6em;border:1px solid #ddd}
+th{background:#f4f4f4;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.total td{font-weight:bold;background:#fafafa}.muted{color:#777}svg text{font:12px sans-serif}
+"""
+_BAR = "#3b78b0"
+_BAD = "#c0504d"
+
+
+def _n(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else escape(str(value))
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def latency_labels(edges: Sequence[float]) -> list[str]:
+    labels = [f"{_duration(lo)}–{_duration(hi)}" for lo, hi in itertools.pairwise(edges[:-1])]
+    return [*labels, f"≥ {_duration(edges[-2])}"]
+
+
+def hbar_chart(items: Sequence[tuple[str, int]], *, color: str = _BAR, total: int | None = None,
+               width: int = 720) -> str:
+    """Horizontal bars, one per (label, value); with ``total`` each shows its share."""
+    if not items:
+        return '<p class="muted">nothing to show</p>'
+    label_w, row_h, value_w = 260, 24, 140
+    bar_w = width - label_w - value_w
+    top = max(max(v for _, v in items), 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{row_h * len(items) + 4}" role="img">']
+    for i, (label, value) in enumerate(items):
+        y = i * row_h + 2
+        w = max(value / top * bar_w, 1 if value else 0)
+        share = f" ({value / total:.1%})" if total else ""
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end">{escape(label[:40])}</text>'
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+            f'fill="{color}"><title>{escape(label)}: {value:,}</title></rect>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 16}">{value:,}{share}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def column_chart(labels: Sequence[str], counts: Sequence[int], *, width: int = 720,
+                 height: int = 200) -> str:
+    """Vertical bars (a histogram) with the labels under them."""
+    if not any(counts):
+        return '<p class="muted">no final reports yet</p>'
+    pad, foot = 10, 36
+    slot = (width - 2 * pad) / len(counts)
+    top = max(counts)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img">']
+    plot_h = height - foot - 16
+    for i, (label, count) in enumerate(zip(labels, counts, strict=True)):
+        h = count / top * plot_h
+        x = pad + i * slot
+        base = height - foot
+        parts.append(
+            f'<rect x="{x + 3:.1f}" y="{base - h:.1f}" width="{slot - 6:.1f}" height="{h:.1f}" '
+            f'fill="{_BAR}"><title>{escape(label)}: {count:,}</title></rect>'
+            f'<text x="{x + slot / 2:.1f}" y="{base - h - 3:.1f}" text-anchor="middle">'
+            f'{count:,}</text>'
+            f'<text x="{x + slot / 2:.1f}" y="{base + 14}" text-anchor="middle">'
+            f'{escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+           total: Sequence[Any] | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+
+    def cells(row: Sequence[Any]) -> str:
+        return "".join(f'<td class="n">{_n(v)}</td>' if isinstance(v, int)
+                       else f"<td>{escape('' if v is None else str(v))}</td>" for v in row)
+
+    body = "".join(f"<tr>{cells(r)}</tr>" for r in rows)
+    if total is not None:
+        body += f'<tr class="total">{cells(total)}</tr>'
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_SUMMARY_COLUMNS = ("input_rows", "invalid", "valid", "submitted", "rejected", "ambiguous",
+                    "not_submitted", "delivered", "failed", "pending", "unknown",
+                    "charge_items_submitted")
+
+
+def render(*, campaign_id: str, generated_at: datetime, totals: Mapping[str, int],
+           failure_reasons: Sequence[tuple[str, int]], latency_counts: Sequence[int],
+           latency_edges: Sequence[float], summary: Sequence[Mapping[str, Any]],
+           discrepancies: Sequence[Mapping[str, Any]], discrepancy_totals: Mapping[str, int],
+           final_window_hours: float) -> str:
+    """The whole page as one string."""
+    sent = totals.get("submitted", 0) + totals.get("ambiguous", 0)
+    funnel = [("Input rows", totals.get("input_rows", 0)), ("Valid", totals.get("valid", 0)),
+              (f"Submitted (incl. {totals.get('ambiguous', 0):,} ambiguous)", sent),
+              ("Delivered", totals.get("delivered", 0))]
+    day_rows = [[_day(r.get("day")), *(int(r.get(c) or 0) for c in _SUMMARY_COLUMNS)]
+                for r in summary]
+    total_row = ["Total", *(int(totals.get(c, 0)) for c in _SUMMARY_COLUMNS)]
+    kinds = [[kind, count] for kind, count in discrepancy_totals.items()]
+    details = [[d.get("kind"), d.get("conn_id"), d.get("key"), d.get("detail"),
+                int(d.get("count") or 0)] for d in discrepancies]
+    title = f"Campaign {campaign_id}: reconciliation"
+    return "".join([
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="muted">Generated {escape(generated_at.isoformat(timespec="seconds"))}. '
+        f"A message without a DELIVERED/FAILED report is PENDING for "
+        f"{final_window_hours:g} h after submission, then UNKNOWN. Days are China time.</p>",
+        "<h2>Funnel</h2>", hbar_chart(funnel, total=totals.get("input_rows", 0) or None),
+        _table(["delivered", "failed", "pending", "unknown", "rejected by vendor",
+                "not submitted"],
+               [[totals.get("delivered", 0), totals.get("failed", 0), totals.get("pending", 0),
+                 totals.get("unknown", 0), totals.get("rejected", 0),
+                 totals.get("not_submitted", 0)]]),
+        "<h2>Failure reasons</h2>", hbar_chart(list(failure_reasons), color=_BAD,
+                                               total=totals.get("failed", 0) or None),
+        "<h2>Delivery latency</h2>",
+        '<p class="muted">From our submission to the vendor\'s final report.</p>',
+        column_chart(latency_labels(latency_edges), list(latency_counts)),
+        "<h2>Per day</h2>",
+        _table(["day", *_SUMMARY_COLUMNS], day_rows, total_row),
+        "<h2>Discrepancies</h2>", _table(["kind", "rows"], kinds),
+        (_table(["kind", "connection", "key", "detail", "count"], details)
+         + '<p class="muted">At most 20 rows per kind here; all of them are in '
+           "<code>discrepancies/</code>.</p>") if details
+        else "<p>None found.</p>",
+        "</body></html>\n",
+    ])
+
+
+def _day(value: date | None) -> str:
+    return value.isoformat() if value is not None else "not sent"

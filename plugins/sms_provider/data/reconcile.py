@@ -1,0 +1,909 @@
+"""What became of every prepared recipient, and where the vendor's books and ours disagree.
+
+A campaign's ``submissions/`` say what we asked for; ``reports/<conn_id>/`` (pulled
+and pushed, for the whole account) say what the vendor did. Reports arrive late,
+twice, out of order and even before the send task has written its file, so
+nothing here depends on arrival order: each run reads everything there is and
+recomputes the answer, and rerunning later only ever settles more.
+
+Matching is per vendor: by the vendor's message id, except Chuanglan (one
+msgid per request, so msgid + mobile); an ``ambiguous`` submission (its answer
+was lost, so no message id) is settled by our custom id, per message for
+Emay IMS/FMS and per request + mobile for EUMS. Of all reports for a message
+the last DELIVERED/FAILED one (by report time, then arrival) decides; PENDING
+and UNKNOWN reports never override a final one. No final report within
+``final_window`` of the submission makes a message UNKNOWN.
+
+Account-level checks (unknown reports, vendor statistics, balance) are computed
+over the submissions of every campaign on the connection, then reported for
+the days and balance intervals this campaign touched, so a campaign's report
+stays about that campaign.
+
+Everything runs column-wise (Arrow and NumPy): ten million recipients against
+ten million reports take seconds, not hours.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from sms_provider.data import html_report
+from sms_provider.data.reports import dedupe
+from sms_provider.data.schemas import (
+    BALANCE_SCHEMA,
+    DAILY_STATISTIC_SCHEMA,
+    PREPARED_SCHEMA,
+    RECONCILIATION_SCHEMA,
+    REJECTED_SCHEMA,
+    REPORT_SCHEMA,
+    SUBMISSION_SCHEMA,
+)
+from sms_provider.data.storage import DataRoot
+
+DEFAULT_FINAL_WINDOW = timedelta(hours=72)
+#: unknown reports received this long before a campaign's first submission still count
+#: for it: a push can beat the send task's own record of the answer
+REPORT_LEAD = timedelta(hours=1)
+#: China has one time zone and no daylight saving: days are UTC+8 days
+CHINA_OFFSET_MS = 8 * 3600 * 1000
+DAY_MS = 86_400_000
+OUTPUT_FILE = "part-00000.parquet"
+_STRING = pa.string()
+
+#: final_status codes (index into this tuple)
+STATUSES = ("DELIVERED", "FAILED", "PENDING", "UNKNOWN", "REJECTED")
+DELIVERED, FAILED, PENDING, UNKNOWN, REJECTED = range(5)
+#: submission status codes
+SUB_STATUSES = ("submitted", "rejected", "ambiguous", "dry_run")
+S_SUBMITTED, S_REJECTED, S_AMBIGUOUS, S_DRY_RUN, S_OTHER = range(5)
+#: how a report found its submission
+ROUTES = ("none", "message_id", "custom_id")
+
+#: vendors whose message id is shared by a whole request: match on (message id, mobile)
+MSGID_PER_REQUEST = frozenset({"chuanglan"})
+#: vendors that echo our custom id, per message or per request (then with the mobile)
+CUSTOM_ID_PER_MESSAGE = frozenset({"emay_ims", "emay_fms"})
+CUSTOM_ID_PER_REQUEST = frozenset({"eums"})
+
+#: ``campaigns/<id>/reconciliation_summary/``: one row per China day of submission;
+#: ``day`` null holds what never reached the vendor (invalid rows, unsent recipients)
+SUMMARY_SCHEMA = pa.schema([
+    ("campaign_id", pa.string()),
+    ("day", pa.date32()),
+    ("input_rows", pa.int64()),      # valid + invalid
+    ("invalid", pa.int64()),         # rejected by prepare (``rejected/``)
+    ("valid", pa.int64()),           # prepared
+    ("submitted", pa.int64()),       # submission status
+    ("rejected", pa.int64()),
+    ("ambiguous", pa.int64()),
+    ("not_submitted", pa.int64()),   # no submission yet, or a dry run
+    ("delivered", pa.int64()),       # final status of submitted + ambiguous
+    ("failed", pa.int64()),
+    ("pending", pa.int64()),
+    ("unknown", pa.int64()),
+    ("charge_items_submitted", pa.int64()),  # submitted + ambiguous settled by a report
+])
+
+#: ``campaigns/<id>/discrepancies/``; ``count``: the size of the gap (reports,
+#: messages or charge items, as ``detail`` says), signed where a direction matters
+DISCREPANCY_SCHEMA = pa.schema([
+    ("kind", pa.string()),
+    ("conn_id", pa.string()),
+    ("key", pa.string()),
+    ("detail", pa.string()),
+    ("count", pa.int64()),
+])
+
+CHARGED_NEVER_REPORTED = "charged_never_reported"
+REPORT_FOR_UNKNOWN_MESSAGE = "report_for_unknown_message"
+STATISTICS_MISMATCH = "statistics_mismatch"
+BALANCE_MISMATCH = "balance_mismatch"
+DISCREPANCY_KINDS = (CHARGED_NEVER_REPORTED, REPORT_FOR_UNKNOWN_MESSAGE, STATISTICS_MISMATCH,
+                     BALANCE_MISMATCH)
+
+_SUB_COLUMNS = ["conn_id", "vendor", "row_number", "mobile", "message_id", "custom_id",
+                "charge_items", "vendor_code", "status", "description", "submitted_at"]
+_REPORT_COLUMNS = ["vendor", "message_id", "custom_id", "mobile", "raw_state", "status",
+                   "description", "report_time", "received_at", "report_key"]
+
+
+@dataclass
+class ReconcileResult:
+    """Counts and output paths of one campaign's reconciliation."""
+
+    campaign_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    discrepancies: dict[str, int] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    final_window_ms: int
+    now_ms: int
+    statistics_tolerance: float
+    balance_tolerance: Decimal
+    prices: Mapping[str | None, Decimal]
+
+
+# --- reading ---------------------------------------------------------------------------
+
+def _parquet_files(root: DataRoot, *parts: str) -> list[str]:
+    """Finished files only: a ``.tmp-…`` being written beside them is not data yet."""
+    return [p for p in root.list_files(*parts) if p.endswith(".parquet")]
+
+
+def _read(root: DataRoot, parts: tuple[str, ...], schema: pa.Schema, columns: list[str],
+          filter: pc.Expression | None = None) -> pa.Table:
+    files = _parquet_files(root, *parts)
+    if not files:
+        return schema.empty_table().select(columns)
+    data = ds.dataset(files, filesystem=root.fs, format="parquet", schema=schema)
+    return data.to_table(columns=columns, filter=filter)
+
+
+def campaign_ids(root: DataRoot) -> list[str]:
+    """Every campaign folder under ``campaigns/``."""
+    selector = pafs.FileSelector(root.path("campaigns"), allow_not_found=True)
+    return sorted(info.base_name for info in root.fs.get_file_info(selector)
+                  if info.type == pafs.FileType.Directory)
+
+
+def _ms(column: pa.ChunkedArray | pa.Array, fill: int) -> np.ndarray:
+    """A timestamp column as int64 milliseconds, nulls as ``fill``."""
+    ints = pc.cast(column, pa.int64())
+    return np.asarray(pc.fill_null(ints, fill).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _indices(idx: np.ndarray) -> pa.Array:
+    """Take indices where -1 means "no row" (the result is null there)."""
+    return pa.array(idx, type=pa.int64(), mask=idx < 0)
+
+
+def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+# --- matching keys ---------------------------------------------------------------------
+
+def _mobile_tail(mobile: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """The 11-digit mainland number whatever prefix (86, 0086) a side wrote."""
+    return pc.utf8_slice_codeunits(mobile, -11)
+
+
+def message_key(vendor: str, message_id: Any, mobile: Any) -> Any:
+    """What identifies one message among the vendor's ids (Chuanglan: per request)."""
+    if vendor in MSGID_PER_REQUEST:
+        return pc.binary_join_element_wise(message_id, _mobile_tail(mobile), "\x1f")
+    return message_id
+
+
+def custom_key(vendor: str, custom_id: Any, mobile: Any) -> Any | None:
+    """What identifies one message among our custom ids; None where the vendor keeps none."""
+    if vendor in CUSTOM_ID_PER_MESSAGE:
+        return custom_id
+    if vendor in CUSTOM_ID_PER_REQUEST:
+        return pc.binary_join_element_wise(custom_id, _mobile_tail(mobile), "\x1f")
+    return None
+
+
+def _lookup(keys: Any, value_set: Any) -> np.ndarray:
+    """Position of each key in ``value_set`` (first occurrence), -1 where absent or null."""
+    found = pc.index_in(keys, value_set=_flat(value_set), skip_nulls=True)
+    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+# --- the account: every submission and report of one connection -----------------------
+
+class Account:
+    """Submissions of all campaigns on one connection, matched with its reports.
+
+    Built once per connection (``reconcile_all`` shares it between campaigns):
+    for every submission the best report (``best``, -1 none), how it matched
+    (``route``) and the copies received (``seen``).
+    """
+
+    def __init__(self, root: DataRoot, conn_id: str | None, campaigns: Iterable[str]) -> None:
+        self.conn_id = conn_id
+        self.campaigns: list[str] = []
+        tables = []
+        where = (pc.field("conn_id").is_null() if conn_id is None
+                 else pc.field("conn_id") == conn_id)
+        for cid in campaigns:
+            t = _read(root, ("campaigns", cid, "submissions"), SUBMISSION_SCHEMA, _SUB_COLUMNS,
+                      where)
+            if t.num_rows:
+                code = len(self.campaigns)
+                self.campaigns.append(cid)
+                tables.append(t.append_column(
+                    "_campaign", pa.array(np.full(t.num_rows, code, np.int32))))
+        self.subs = (pa.concat_tables(tables) if tables else SUBMISSION_SCHEMA.empty_table()
+                     .select(_SUB_COLUMNS).append_column("_campaign", pa.array([], pa.int32())))
+        self.campaign_code = self.subs["_campaign"].to_numpy()
+        self.reports = (_read(root, ("reports", conn_id), REPORT_SCHEMA, _REPORT_COLUMNS)
+                        if conn_id else REPORT_SCHEMA.empty_table().select(_REPORT_COLUMNS))
+        self.vendor = _first_value(self.subs["vendor"]) or _first_value(self.reports["vendor"])
+        self.status = _status_codes(self.subs["status"])
+        self.submitted_ms = _ms(self.subs["submitted_at"], -1)
+        self._match()
+
+    def _match(self) -> None:
+        n, reports = self.subs.num_rows, self.reports
+        idx = np.full(reports.num_rows, -1, np.int64)
+        route = np.zeros(reports.num_rows, np.int8)
+        if n and reports.num_rows:
+            idx = _lookup(message_key(self.vendor, reports["message_id"], reports["mobile"]),
+                          message_key(self.vendor, self.subs["message_id"], self.subs["mobile"]))
+            route[idx >= 0] = 1
+            sub_custom = custom_key(self.vendor, self.subs["custom_id"], self.subs["mobile"])
+            left = np.flatnonzero(idx < 0)
+            if sub_custom is not None and len(left):
+                rest = reports.select(["custom_id", "mobile"]).take(left)
+                found = _lookup(custom_key(self.vendor, rest["custom_id"], rest["mobile"]),
+                                sub_custom)
+                idx[left] = found
+                route[left[found >= 0]] = 2
+        self.report_sub, self.report_route = idx, route
+        matched = idx >= 0
+        self.seen = np.bincount(idx[matched], minlength=n).astype(np.int32)
+        status = reports["status"]
+        self.report_code = np.full(reports.num_rows, UNKNOWN, np.int8)
+        self.report_code[_bool(pc.equal(status, "DELIVERED"))] = DELIVERED
+        self.report_code[_bool(pc.equal(status, "FAILED"))] = FAILED
+        self.report_code[_bool(pc.equal(status, "PENDING"))] = PENDING
+        received = _ms(reports["received_at"], 0)
+        # a report without the vendor's time (EIMS pulls) is placed when it reached us
+        when = _ms(pc.coalesce(reports["report_time"], reports["received_at"]), 0)
+        self.report_when = when
+        self.report_received = received
+        self._daily: dict[int, dict[str, int]] | None = None
+        self.best = self._best(idx, matched, when, received)
+
+    def _best(self, idx: np.ndarray, matched: np.ndarray, when: np.ndarray,
+              received: np.ndarray) -> np.ndarray:
+        """Per submission the deciding report: the last final one, else the last of any."""
+        best = np.full(self.subs.num_rows, -1, np.int64)
+        if not matched.any():
+            return best
+        multi = matched & (self.seen[np.where(matched, idx, 0)] > 1)
+        single = np.flatnonzero(matched & ~multi)
+        best[idx[single]] = single  # one report: nothing to order (most messages)
+        rows = np.flatnonzero(multi)
+        if len(rows):
+            copies = self.reports.select(["report_key", "received_at"]).take(rows)
+            copies = dedupe(copies.append_column("_row", pa.array(rows)), "report_key")
+            rows = copies["_row"].to_numpy()
+            final = self.report_code[rows] <= FAILED
+            rows = rows[np.lexsort((received[rows], when[rows], final, idx[rows]))]
+            group = idx[rows]
+            last = np.ones(len(rows), bool)
+            last[:-1] = group[1:] != group[:-1]
+            best[group[last]] = rows[last]
+        return best
+
+    # per-day figures of the whole account, for the vendor's statistics
+    def daily(self) -> dict[int, dict[str, int]]:
+        """China day -> our submitted / delivered / failed / unsettled ambiguous counts."""
+        if self._daily is None:
+            self._daily = self._count_daily()
+        return self._daily
+
+    def _count_daily(self) -> dict[int, dict[str, int]]:
+        has = self.best >= 0
+        code = np.where(has, self.report_code[np.where(has, self.best, 0)], PENDING)
+        settled = (self.status == S_AMBIGUOUS) & has
+        sent = ((self.status == S_SUBMITTED) | settled) & (self.submitted_ms >= 0)
+        unsettled = (self.status == S_AMBIGUOUS) & ~has & (self.submitted_ms >= 0)
+        day = (self.submitted_ms + CHINA_OFFSET_MS) // DAY_MS
+        out: dict[int, dict[str, int]] = {}
+        for name, mask in (("submitted", sent), ("delivered", sent & (code == DELIVERED)),
+                           ("failed", sent & (code == FAILED)), ("unsettled", unsettled)):
+            days, counts = np.unique(day[mask], return_counts=True)
+            for d, c in zip(days.tolist(), counts.tolist(), strict=True):
+                out.setdefault(d, {"submitted": 0, "delivered": 0, "failed": 0,
+                                   "unsettled": 0})[name] = c
+        return out
+
+
+def _first_value(column: pa.ChunkedArray) -> str:
+    valid = pc.drop_null(column)
+    return str(valid[0]) if len(valid) else ""
+
+
+def _bool(mask: Any) -> np.ndarray:
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _status_codes(status: pa.ChunkedArray) -> np.ndarray:
+    codes = np.full(len(status), S_OTHER, np.int8)
+    for code, name in enumerate(SUB_STATUSES):
+        codes[_bool(pc.equal(status, name))] = code
+    return codes
+
+
+class AccountCache(dict[str | None, Account]):
+    """Accounts already loaded, keyed by conn_id: reconciling many campaigns reads once."""
+
+    def get_account(self, root: DataRoot, conn_id: str | None) -> Account:
+        if conn_id not in self:
+            self[conn_id] = Account(root, conn_id, campaign_ids(root))
+        return self[conn_id]
+
+
+# --- one campaign ----------------------------------------------------------------------
+
+def reconcile_campaign(root: DataRoot, campaign_id: str, *,
+                       final_window: timedelta = DEFAULT_FINAL_WINDOW,
+                       now: datetime | None = None,
+                       statistics_tolerance: float = 0.01,
+                       balance_tolerance: Decimal | int = 0,
+                       price_per_item: Mapping[str, Any] | Decimal | str | float | None = None,
+                       accounts: AccountCache | None = None) -> ReconcileResult:
+    """Write ``reconciliation/``, ``reconciliation_summary/``, ``discrepancies/`` and
+    ``report.html`` for one campaign; return the counts and paths.
+
+    ``statistics_tolerance``: share of the vendor's daily submitted count by which
+    its delivered/failed may differ from ours (reports still in flight on either
+    side). ``balance_tolerance``: charge items a balance step may be off by.
+    ``price_per_item`` (one price, or per conn_id) lets money balances (EIMS) be
+    checked; without it they are skipped.
+    """
+    now = now or datetime.now(UTC)
+    settings = _Settings(
+        final_window_ms=int(final_window.total_seconds() * 1000),
+        now_ms=int(now.timestamp() * 1000),
+        statistics_tolerance=statistics_tolerance,
+        balance_tolerance=Decimal(balance_tolerance),
+        prices=_prices(price_per_item))
+    accounts = accounts if accounts is not None else AccountCache()
+
+    prepared = _read(root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA,
+                     ["row_number", "mobile", "custom_id", "charge_items"])
+    invalid = _read(root, root.campaign(campaign_id, "rejected"), REJECTED_SCHEMA,
+                    ["row_number"]).num_rows
+    conns = _campaign_conns(root, campaign_id)
+    parts = [_CampaignPart(accounts.get_account(root, conn), campaign_id) for conn in conns]
+
+    rows = _reconcile_rows(prepared, parts, settings)
+    table = _reconciliation_table(campaign_id, prepared, parts, rows)
+    summary = _summary(campaign_id, rows, invalid)
+    discrepancies = _discrepancies(root, parts, table, rows, settings)
+
+    paths = {
+        "reconciliation": _write(root, table, campaign_id, "reconciliation"),
+        "reconciliation_summary": _write(root, summary, campaign_id, "reconciliation_summary"),
+        "discrepancies": _write(root, discrepancies, campaign_id, "discrepancies"),
+    }
+    totals = {name: int(pc.sum(summary[name]).as_py() or 0)
+              for name in SUMMARY_SCHEMA.names[2:]}
+    by_kind = {kind: 0 for kind in DISCREPANCY_KINDS}
+    for kind in discrepancies["kind"].to_pylist():
+        by_kind[kind] += 1
+    html = html_report.render(
+        campaign_id=campaign_id, generated_at=now, totals=totals,
+        failure_reasons=_failure_reasons(table, rows),
+        latency_counts=_latency_histogram(rows), latency_edges=html_report.LATENCY_EDGES_S,
+        summary=summary.to_pylist(), discrepancies=_discrepancy_preview(discrepancies),
+        discrepancy_totals=by_kind, final_window_hours=final_window.total_seconds() / 3600)
+    paths["report_html"] = _write_text(root, html, *root.campaign(campaign_id, "report.html"))
+    return ReconcileResult(campaign_id=campaign_id, counts=totals, discrepancies=by_kind,
+                           paths=paths)
+
+
+def reconcile_all(root: DataRoot, campaign_ids_: Iterable[str] | None = None,
+                  **options: Any) -> dict[str, ReconcileResult]:
+    """Reconcile every campaign under ``campaigns/`` (or the given ones), reading each
+    connection's submissions and reports once."""
+    cache = AccountCache()
+    ids = list(campaign_ids_) if campaign_ids_ is not None else campaign_ids(root)
+    return {cid: reconcile_campaign(root, cid, accounts=cache, **options) for cid in ids}
+
+
+def _prices(value: Mapping[str, Any] | Decimal | str | float | None
+            ) -> Mapping[str | None, Decimal]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {k: Decimal(str(v)) for k, v in value.items()}
+    return {None: Decimal(str(value))}
+
+
+def _campaign_conns(root: DataRoot, campaign_id: str) -> list[str | None]:
+    conns = _read(root, root.campaign(campaign_id, "submissions"), SUBMISSION_SCHEMA,
+                  ["conn_id"])["conn_id"]
+    if not len(conns):
+        return []
+    values = pc.unique(pc.dictionary_encode(conns).combine_chunks().dictionary).to_pylist()
+    if pc.any(pc.is_null(conns)).as_py():
+        values.append(None)
+    return [v or None for v in values]
+
+
+class _CampaignPart:
+    """This campaign's rows within one account."""
+
+    def __init__(self, account: Account, campaign_id: str) -> None:
+        self.account = account
+        code = (account.campaigns.index(campaign_id)
+                if campaign_id in account.campaigns else -1)
+        self.positions = np.flatnonzero(account.campaign_code == code)
+
+
+    @property
+    def submitted_ms(self) -> np.ndarray:
+        return self.account.submitted_ms[self.positions]
+
+
+@dataclass
+class _Rows:
+    """Per prepared recipient, the figures every output is made of (NumPy, one per row)."""
+
+    part: np.ndarray          # index into the campaign's parts, -1: never submitted
+    sub: np.ndarray           # row in that part's account submissions, -1 none
+    best: np.ndarray          # that account's deciding report, -1 none
+    sub_status: np.ndarray    # S_* codes (S_OTHER: no submission)
+    final: np.ndarray         # STATUSES codes
+    final_report: np.ndarray  # a DELIVERED/FAILED report decided
+    charge: np.ndarray
+    submitted_ms: np.ndarray  # -1 none
+    latency_s: np.ndarray     # NaN without a final report
+
+    @property
+    def not_submitted(self) -> np.ndarray:
+        return (self.sub_status == S_DRY_RUN) | (self.sub_status == S_OTHER)
+
+
+def _row_lookup(wanted: np.ndarray, row_numbers: np.ndarray) -> np.ndarray:
+    """Position of each wanted row number in ``row_numbers`` (first one), -1 where absent."""
+    if not len(row_numbers) or not len(wanted):
+        return np.full(len(wanted), -1, np.int64)
+    top = int(max(row_numbers.max(), wanted.max()))
+    if min(row_numbers.min(), wanted.min()) < 0 or top > 4 * (len(wanted) + len(row_numbers)):
+        return _lookup(pa.array(wanted), pa.array(row_numbers))
+    table = np.full(top + 1, -1, np.int64)
+    table[row_numbers[::-1]] = np.arange(len(row_numbers) - 1, -1, -1)  # the first one wins
+    return table[wanted]
+
+
+def _reconcile_rows(prepared: pa.Table, parts: list[_CampaignPart], s: _Settings) -> _Rows:
+    n = prepared.num_rows
+    rn = prepared["row_number"].to_numpy()
+    part = np.full(n, -1, np.int8)
+    sub = np.full(n, -1, np.int64)
+    for p_index, p in enumerate(parts):  # a recipient sent twice keeps the first connection
+        found = _row_lookup(rn, p.account.subs["row_number"].to_numpy()[p.positions])
+        take = (found >= 0) & (sub < 0)
+        sub[take] = p.positions[found[take]]
+        part[take] = p_index
+
+    sub_status = np.full(n, S_OTHER, np.int8)
+    best = np.full(n, -1, np.int64)
+    report_code = np.full(n, PENDING, np.int8)
+    submitted_ms = np.full(n, -1, np.int64)
+    when_ms = np.full(n, -1, np.int64)
+    charge = np.zeros(n, np.int64)
+    for p_index, p in enumerate(parts):
+        a = p.account
+        mine = np.flatnonzero(part == p_index)
+        rows = sub[mine]
+        sub_status[mine] = a.status[rows]
+        submitted_ms[mine] = a.submitted_ms[rows]
+        charge[mine] = pc.fill_null(a.subs["charge_items"], 0).to_numpy()[rows]
+        b = a.best[rows]
+        best[mine] = b
+        has = b >= 0
+        report_code[mine[has]] = a.report_code[b[has]]
+        when_ms[mine[has]] = a.report_when[b[has]]
+
+    sent = (sub_status == S_SUBMITTED) | (sub_status == S_AMBIGUOUS)
+    final_report = sent & (report_code <= FAILED)
+    overdue = (submitted_ms >= 0) & (s.now_ms - submitted_ms > s.final_window_ms)
+    final = np.full(n, PENDING, np.int8)
+    final[final_report] = report_code[final_report]
+    final[sent & ~final_report & overdue] = UNKNOWN
+    final[sub_status == S_REJECTED] = REJECTED
+
+    # an ambiguous request's cost was never told us; a report proves the message went out
+    settled = (sub_status == S_AMBIGUOUS) & (best >= 0)
+    estimate = pc.fill_null(prepared["charge_items"], 0).to_numpy()
+    charge[settled] = estimate[settled]
+    latency = np.full(n, np.nan)
+    timed = final_report & (submitted_ms >= 0)
+    latency[timed] = (when_ms[timed] - submitted_ms[timed]) / 1000.0
+    return _Rows(part=part, sub=sub, best=best, sub_status=sub_status, final=final,
+                 final_report=final_report, charge=charge, submitted_ms=submitted_ms,
+                 latency_s=latency)
+
+
+def _gather(n: int, parts: list[_CampaignPart], part: np.ndarray, idx: np.ndarray,
+            column: str, *, reports: bool = False, type_: pa.DataType = _STRING
+            ) -> pa.Array | pa.ChunkedArray:
+    """Per row, ``column`` of its submission (or deciding report) where ``idx`` >= 0."""
+    out: pa.Array | pa.ChunkedArray | None = None
+    for p_index, p in enumerate(parts):
+        mine = (part == p_index) & (idx >= 0)
+        if not mine.any():
+            continue
+        source = p.account.reports if reports else p.account.subs
+        values = source[column].take(_indices(np.where(mine, idx, -1)))
+        out = values if out is None else pc.coalesce(out, values)
+    return out if out is not None else pa.nulls(n, type_)
+
+
+def _codes(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
+    """Small integer codes as text (code outside ``names``: null), without a Python loop."""
+    valid = (codes >= 0) & (codes < len(names))
+    indices = pa.array(np.where(valid, codes, 0).astype(np.int8), mask=~valid)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(names)).cast(pa.string())
+
+
+def _repeat(value: str | None, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, np.int8)), pa.array([value], pa.string())).cast(pa.string())
+
+
+def _reconciliation_table(campaign_id: str, prepared: pa.Table, parts: list[_CampaignPart],
+                          rows: _Rows) -> pa.Table:
+    n = prepared.num_rows
+    part, sub, best = rows.part, rows.sub, rows.best
+    default_conn = parts[0].account.conn_id if len(parts) == 1 else None
+    default_vendor = parts[0].account.vendor if len(parts) == 1 else None
+
+    def sub_col(name: str, type_: pa.DataType = _STRING) -> Any:
+        return _gather(n, parts, part, sub, name, type_=type_)
+
+    def report_col(name: str, where: np.ndarray, type_: pa.DataType = _STRING) -> Any:
+        return _gather(n, parts, part, np.where(where, best, -1), name, reports=True,
+                       type_=type_)
+
+    sent = (rows.sub_status == S_SUBMITTED) | (rows.sub_status == S_AMBIGUOUS)
+    # FAILED: the vendor's state and its words; PENDING/UNKNOWN: the last state it gave
+    explained = (rows.final == FAILED) | (sent & ~rows.final_report)
+    raw_state = report_col("raw_state", explained)
+    description = report_col("description", explained)
+    has_text = pc.fill_null(pc.greater(pc.utf8_length(description), 0), False)
+    vendor_reason = pc.if_else(has_text,
+                               pc.binary_join_element_wise(raw_state, description, ": "),
+                               raw_state)
+    refused = rows.final == REJECTED
+    refused_sub = np.where(refused, sub, -1)
+    code = _gather(n, parts, part, refused_sub, "vendor_code")
+    refused_reason = pc.coalesce(pc.if_else(pc.equal(code, ""), None, code),
+                                 _gather(n, parts, part, refused_sub, "description"))
+    unsent_reason = _codes(np.where(rows.sub_status == S_DRY_RUN, 1,
+                                    np.where(rows.sub_status == S_OTHER, 0, -1)),
+                           ("not_submitted", "dry_run"))
+    reason = pc.coalesce(vendor_reason, refused_reason, unsent_reason)
+
+    route = np.zeros(n, np.int8)
+    for p_index, p in enumerate(parts):
+        mine = (part == p_index) & (best >= 0)
+        route[mine] = p.account.report_route[best[mine]]
+
+    return pa.table({
+        "campaign_id": _repeat(campaign_id, n),
+        "conn_id": pc.fill_null(sub_col("conn_id"), default_conn),
+        "vendor": pc.fill_null(sub_col("vendor"), default_vendor),
+        "row_number": prepared["row_number"],
+        "mobile": prepared["mobile"],
+        # an ambiguous submission learns the vendor's id from the report that settled it
+        "message_id": pc.coalesce(sub_col("message_id"),
+                                  report_col("message_id", rows.sub_status == S_AMBIGUOUS)),
+        "custom_id": pc.coalesce(sub_col("custom_id"), prepared["custom_id"]),
+        "submission_status": _codes(rows.sub_status, SUB_STATUSES[:3]),
+        "final_status": _codes(rows.final, STATUSES),
+        "reason": reason,
+        "charge_items": pa.array(rows.charge, pa.int32()),
+        "submitted_at": pa.array(rows.submitted_ms, mask=rows.submitted_ms < 0).cast(
+            pa.timestamp("ms", tz="UTC")),
+        "report_time": report_col("report_time", rows.final_report,
+                                  pa.timestamp("ms", tz="UTC")),
+        "latency_s": pa.array(rows.latency_s, from_pandas=True),
+        "reports_seen": _seen(n, parts, part, sub),
+        "settled_by": _codes(route, ROUTES),
+    }, schema=RECONCILIATION_SCHEMA)
+
+
+def _seen(n: int, parts: list[_CampaignPart], part: np.ndarray, sub: np.ndarray) -> pa.Array:
+    seen = np.zeros(n, np.int32)
+    for p_index, p in enumerate(parts):
+        mine = part == p_index
+        seen[mine] = p.account.seen[sub[mine]]
+    return pa.array(seen)
+
+
+# --- summary -------------------------------------------------------------------------
+
+def _day_buckets(submitted_ms: np.ndarray, has_day: np.ndarray) -> tuple[np.ndarray, list]:
+    """Bucket per row (0: no day) and the day (date) of each bucket."""
+    day = (submitted_ms + CHINA_OFFSET_MS) // DAY_MS
+    if not has_day.any():
+        return np.zeros(len(day), np.int64), [None]
+    uniq, inverse = (np.unique(day[has_day], return_inverse=True)
+                     if np.ptp(day[has_day]) > 100_000 else (None, None))
+    bucket = np.zeros(len(day), np.int64)
+    if uniq is None:  # days of a campaign are few and close: count, don't sort
+        first = int(day[has_day].min())
+        bucket[has_day] = day[has_day] - first + 1
+        days = [None, *range(first, int(day[has_day].max()) + 1)]
+    else:
+        bucket[has_day] = inverse + 1
+        days = [None, *uniq.tolist()]
+    return bucket, days
+
+
+def _summary(campaign_id: str, rows: _Rows, invalid: int) -> pa.Table:
+    unsent = rows.not_submitted
+    bucket, days = _day_buckets(rows.submitted_ms, (rows.submitted_ms >= 0) & ~unsent)
+    k = len(days)
+    sent = (rows.sub_status == S_SUBMITTED) | (rows.sub_status == S_AMBIGUOUS)
+
+    def count(mask: np.ndarray | None = None) -> np.ndarray:
+        picked = bucket if mask is None else bucket[mask]
+        return np.bincount(picked, minlength=k).astype(np.int64)
+
+    valid = count()
+    cols: dict[str, Any] = {
+        "valid": valid,
+        "submitted": count(rows.sub_status == S_SUBMITTED),
+        "rejected": count(rows.sub_status == S_REJECTED),
+        "ambiguous": count(rows.sub_status == S_AMBIGUOUS),
+        "not_submitted": count(unsent),
+        "delivered": count(sent & (rows.final == DELIVERED)),
+        "failed": count(sent & (rows.final == FAILED)),
+        "pending": count(sent & (rows.final == PENDING)),
+        "unknown": count(sent & (rows.final == UNKNOWN)),
+        "charge_items_submitted": np.bincount(bucket[sent], weights=rows.charge[sent],
+                                              minlength=k).astype(np.int64),
+    }
+    invalid_col = np.zeros(k, np.int64)
+    invalid_col[0] = invalid
+    keep = (valid > 0) | (invalid_col > 0)
+    keep[1:] &= valid[1:] > 0
+    table = {
+        "campaign_id": [campaign_id] * int(keep.sum()),
+        "day": [d for d, kept in zip(days, keep, strict=True) if kept],
+        "input_rows": (valid + invalid_col)[keep],
+        "invalid": invalid_col[keep],
+        **{name: values[keep] for name, values in cols.items()},
+    }
+    out = pa.table(table, schema=SUMMARY_SCHEMA)
+    # the null day (nothing sent) last: the table reads in the order things happened
+    return out.take(np.r_[np.arange(1, out.num_rows), 0]) if keep[0] else out
+
+
+# --- discrepancies -------------------------------------------------------------------
+
+def _discrepancies(root: DataRoot, parts: list[_CampaignPart], table: pa.Table, rows: _Rows,
+                   s: _Settings) -> pa.Table:
+    pieces = [_charged_never_reported(table, rows, s)]
+    for p in parts:
+        sent_ms = p.submitted_ms[p.submitted_ms >= 0]
+        if not len(sent_ms):
+            continue
+        pieces.append(_unknown_reports(p.account, int(sent_ms.min()), int(sent_ms.max()), s))
+        pieces.append(_statistics_mismatches(root, p.account, sent_ms, s))
+        pieces.append(_balance_mismatches(root, p.account, sent_ms, s))
+    return pa.concat_tables(pieces)
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=DISCREPANCY_SCHEMA)
+
+
+def _iso(column: Any) -> Any:
+    """Timestamps as ``2026-03-01T12:00:00Z`` (whole seconds are plenty for a reader)."""
+    seconds = pc.cast(column, pa.timestamp("s", tz="UTC"), safe=False)
+    return pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")
+
+
+def _charged_never_reported(table: pa.Table, rows: _Rows, s: _Settings) -> pa.Table:
+    """Paid for (the vendor accepted and billed it) and never told what became of it."""
+    mask = (rows.sub_status == S_SUBMITTED) & (rows.charge > 0) & (rows.final == UNKNOWN)
+    if not mask.any():
+        return DISCREPANCY_SCHEMA.empty_table()
+    t = table.filter(pa.array(mask))
+    hours = f"{s.final_window_ms / 3_600_000:g}"
+    key = pc.coalesce(t["message_id"], t["custom_id"],
+                      pc.binary_join_element_wise("row ", pc.cast(t["row_number"], pa.string()),
+                                                  ""))
+    detail = pc.binary_join_element_wise(
+        "row ", pc.cast(t["row_number"], pa.string()), ", submitted ", _iso(t["submitted_at"]),
+        f", no DELIVERED/FAILED report within {hours} h", "")
+    return pa.table({
+        "kind": _repeat(CHARGED_NEVER_REPORTED, t.num_rows), "conn_id": t["conn_id"],
+        "key": key, "detail": detail, "count": pc.cast(t["charge_items"], pa.int64()),
+    }, schema=DISCREPANCY_SCHEMA)
+
+
+def _unknown_reports(a: Account, first_ms: int, last_ms: int, s: _Settings) -> pa.Table:
+    """Reports no campaign on the connection sent, received while this campaign was live."""
+    lo = first_ms - int(REPORT_LEAD.total_seconds() * 1000)
+    hi = last_ms + s.final_window_ms
+    picked = np.flatnonzero((a.report_sub < 0) & (a.report_received >= lo)
+                            & (a.report_received <= hi))
+    if not len(picked):
+        return DISCREPANCY_SCHEMA.empty_table()
+    t = dedupe(a.reports.select(["message_id", "custom_id", "mobile", "received_at",
+                                 "report_key"]).take(picked), "report_key")
+    tail = _mobile_tail(t["mobile"])
+    by_mobile = a.vendor in MSGID_PER_REQUEST
+    key = pc.coalesce(
+        pc.binary_join_element_wise(t["message_id"], tail, "/") if by_mobile
+        else t["message_id"],
+        pc.binary_join_element_wise(t["custom_id"], tail, "/")
+        if a.vendor in CUSTOM_ID_PER_REQUEST else t["custom_id"],
+        pc.binary_join_element_wise("mobile ", t["mobile"], ""))
+    g = (t.append_column("key", key).group_by("key", use_threads=False)
+         .aggregate([("report_key", "count"), ("received_at", "min"), ("received_at", "max")]))
+    detail = pc.binary_join_element_wise(
+        pc.cast(g["report_key_count"], pa.string()),
+        " report(s) match no submission of any campaign on this connection; received ",
+        _iso(g["received_at_min"]), " .. ", _iso(g["received_at_max"]), "")
+    return pa.table({
+        "kind": _repeat(REPORT_FOR_UNKNOWN_MESSAGE, g.num_rows),
+        "conn_id": _repeat(a.conn_id, g.num_rows), "key": g["key"], "detail": detail,
+        "count": g["report_key_count"]}, schema=DISCREPANCY_SCHEMA)
+
+
+def _epoch_day(day: Any) -> int:
+    return (day - datetime(1970, 1, 1).date()).days
+
+
+def _statistics_mismatches(root: DataRoot, a: Account, sent_ms: np.ndarray,
+                           s: _Settings) -> pa.Table:
+    """The vendor's own daily counts (latest fetch of each day) against ours, all campaigns."""
+    if not a.conn_id:
+        return DISCREPANCY_SCHEMA.empty_table()
+    stats = _read(root, ("statistics", a.conn_id, "daily"), DAILY_STATISTIC_SCHEMA,
+                  ["day", "submitted", "delivered", "failed", "fetched_at"]).to_pylist()
+    latest: dict[int, dict[str, Any]] = {}
+    for row in stats:
+        if row["day"] is None:
+            continue
+        day = _epoch_day(row["day"])
+        if day not in latest or (row["fetched_at"] or 0) > (latest[day]["fetched_at"] or 0):
+            latest[day] = row
+    days = set(np.unique((sent_ms + CHINA_OFFSET_MS) // DAY_MS).tolist())
+    out = []
+    empty = {"submitted": 0, "delivered": 0, "failed": 0, "unsettled": 0}
+    for day in sorted(days & latest.keys()):
+        vendor, ours = latest[day], a.daily().get(day, empty)
+        problems, worst = [], 0
+        gap = (vendor["submitted"] or 0) - ours["submitted"]
+        if not 0 <= gap <= ours["unsettled"]:  # unsettled ambiguous ones may have gone out
+            extra = (f" (+{ours['unsettled']} ambiguous not settled)"
+                     if ours["unsettled"] else "")
+            problems.append(f"submitted: vendor {vendor['submitted']}, ours "
+                            f"{ours['submitted']}{extra}")
+            worst = abs(gap)
+        allowed = s.statistics_tolerance * (vendor["submitted"] or 0)
+        for name in ("delivered", "failed"):
+            diff = (vendor[name] or 0) - ours[name]
+            if abs(diff) > allowed:
+                problems.append(f"{name}: vendor {vendor[name]}, ours {ours[name]}")
+                worst = max(worst, abs(diff))
+        if problems:
+            out.append({"kind": STATISTICS_MISMATCH, "conn_id": a.conn_id,
+                        "key": vendor["day"].isoformat(),
+                        "detail": "; ".join(problems) + " (China day, all campaigns)",
+                        "count": worst})
+    return _rows_table(out)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    try:
+        return Decimal(text) if text not in (None, "") else None
+    except InvalidOperation:
+        return None
+
+
+def _balance_mismatches(root: DataRoot, a: Account, sent_ms: np.ndarray,
+                        s: _Settings) -> pa.Table:
+    """Each fall of the balance between two snapshots against the charge items we sent then."""
+    if not a.conn_id:
+        return DISCREPANCY_SCHEMA.empty_table()
+    snaps = _read(root, ("statistics", a.conn_id, "balance"), BALANCE_SCHEMA,
+                  ["amount", "unit", "gift", "taken_at"])
+    out = []
+    charged = (a.status == S_SUBMITTED) & (a.submitted_ms >= 0)
+    unsettled = (a.status == S_AMBIGUOUS) & (a.best < 0) & (a.submitted_ms >= 0)
+    items = pc.fill_null(a.subs["charge_items"], 0).to_numpy()
+    for unit in ("items", "money"):
+        price = None if unit == "items" else s.prices.get(a.conn_id, s.prices.get(None))
+        if unit == "money" and not price:
+            continue  # money cannot be compared with charge items without a price
+        # products (Chuanglan) and gift credit are all spendable: one balance per moment
+        totals: dict[int, Decimal] = {}
+        for row in snaps.filter(pc.equal(snaps["unit"], unit)).to_pylist():
+            amount = _decimal(row["amount"])
+            if amount is None or row["taken_at"] is None:
+                continue
+            moment = int(row["taken_at"].timestamp() * 1000)
+            totals[moment] = totals.get(moment, Decimal(0)) + amount + (
+                _decimal(row["gift"]) or 0)
+        times = np.array(sorted(totals), np.int64)
+        if len(times) < 2:
+            continue
+        # a submission at t belongs to the step (times[i-1], times[i]]
+        step = np.searchsorted(times, a.submitted_ms, side="left")
+        spent = np.bincount(step[charged], weights=items[charged], minlength=len(times) + 1)
+        maybe = np.bincount(step[unsettled], minlength=len(times) + 1)
+        for i in np.unique(np.searchsorted(times, sent_ms, side="left")).tolist():
+            if not 1 <= i < len(times):
+                continue
+            before, after = totals[int(times[i - 1])], totals[int(times[i])]
+            fall = before - after
+            if fall < 0:
+                continue  # a top-up in between: what was spent cannot be told apart
+            fall_items = fall if price is None else fall / price
+            ours = int(spent[i])
+            if abs(fall_items - ours) <= s.balance_tolerance:
+                continue
+            as_items = "" if price is None else f" (= {fall_items:g} items at {price})"
+            note = f"; {int(maybe[i])} ambiguous not settled" if maybe[i] else ""
+            key = (f"{_iso(pa.array([int(times[i - 1])], pa.timestamp('ms', tz='UTC')))[0]}"
+                   f"..{_iso(pa.array([int(times[i])], pa.timestamp('ms', tz='UTC')))[0]}")
+            out.append({"kind": BALANCE_MISMATCH, "conn_id": a.conn_id, "key": key,
+                        "detail": f"balance fell by {fall:g} {unit}{as_items}, we submitted "
+                                  f"{ours} charge items (all campaigns){note}",
+                        "count": round(fall_items - ours)})
+    return _rows_table(out)
+
+
+# --- the analyst's report and writing ------------------------------------------------
+
+def _failure_reasons(table: pa.Table, rows: _Rows, top: int = 10) -> list[tuple[str, int]]:
+    reasons = table["reason"].filter(pa.array(rows.final == FAILED))
+    counts = sorted(((r["values"] or "(none)", r["counts"])
+                     for r in pc.value_counts(reasons).to_pylist()),
+                    key=lambda item: (-item[1], item[0]))
+    if len(counts) > top:
+        counts = [*counts[:top - 1], ("other", sum(c for _, c in counts[top - 1:]))]
+    return counts
+
+
+def _latency_histogram(rows: _Rows) -> list[int]:
+    latency = rows.latency_s[~np.isnan(rows.latency_s)]
+    inner = np.asarray(html_report.LATENCY_EDGES_S[1:-1], dtype=float)
+    bins = np.searchsorted(inner, np.maximum(latency, 0), side="right")
+    return np.bincount(bins, minlength=len(inner) + 1).tolist()
+
+
+def _discrepancy_preview(table: pa.Table, per_kind: int = 20) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for kind in DISCREPANCY_KINDS:
+        out.extend(table.filter(pc.equal(table["kind"], kind)).slice(0, per_kind).to_pylist())
+    return out
+
+
+def _write(root: DataRoot, table: pa.Table, campaign_id: str, name: str) -> str:
+    """One file per dataset, same name each run: a rerun replaces, never adds."""
+    root.write_table(table, *root.campaign(campaign_id, name, OUTPUT_FILE))
+    return root.path(*root.campaign(campaign_id, name))
+
+
+def _write_text(root: DataRoot, text: str, *parts: str) -> str:
+    target = root.path(*parts)
+    root.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+    data = text.encode("utf-8")
+    if not root.is_local:
+        with root.fs.open_output_stream(target) as out:
+            out.write(data)
+        return target
+    tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    root.fs.move(tmp, target)
+    return target
