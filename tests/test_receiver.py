@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from sms_provider.data.reports import dedupe, read_all
 from sms_provider.data.schemas import INBOUND_SCHEMA, REPORT_SCHEMA, SUPPRESSION_SCHEMA
 from sms_provider.data.storage import DataRoot
-from sms_provider.receiver.app import RedactingFilter, create_app, redact_path
+from sms_provider.receiver.app import RedactingFilter, app_from_env, create_app, redact_path
 from sms_provider.receiver.config import ReceiverConfig, ReceiverConfigError
 from sms_provider.receiver.landing import (
     CHUANGLAN_MO,
@@ -66,6 +66,7 @@ class ReceiverProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "receiver.log"
         self.proc: subprocess.Popen | None = None
+        self.compact_every = 0.0  # seconds; 0 leaves compaction to the test
 
     def start(self) -> ReceiverProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
@@ -73,7 +74,7 @@ class ReceiverProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sms_provider.receiver", "--host", "127.0.0.1",
                  "--port", str(self.port), "--config", str(self.config_path),
-                 "--data-root", str(self.root), "--compact-every", "0"],
+                 "--data-root", str(self.root), "--compact-every", str(self.compact_every)],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -243,8 +244,11 @@ def test_wrong_credentials_are_refused_and_no_secret_is_kept_or_logged(
                         ).status_code == 401
     eims_body = json.dumps({"type": "report", "cnt": 1,
                             "array": [[1, "8613800138000", 20240101120000, 0, "ok"]]})
-    assert requests.put(f"{url}/eims/{EIMS_TOKEN[:-1]}x/reports", data=eims_body,
-                        timeout=5).status_code == 404
+    wrong_token = requests.put(f"{url}/eims/{EIMS_TOKEN[:-1]}x/reports", data=eims_body,
+                               timeout=5)
+    no_such_url = requests.put(f"{url}/eims/{EIMS_TOKEN}/nothing", data=eims_body, timeout=5)
+    assert wrong_token.status_code == no_such_url.status_code == 404
+    assert wrong_token.content == no_such_url.content   # a wrong token looks like no URL
     report = [{"appId": IMS["app_id"], "imsId": "1", "mobile": "008613800138000",
                "state": "DELIVRD", "receiveTime": "2024-01-01 12:00:00"}]
     other_key = emay_common.encode_secure(report, "fedcba9876543210", gzip_on=True)
@@ -311,11 +315,21 @@ def test_receiver_killed_before_compaction_loses_nothing(
     receiver.kill()                    # mid-stream: landed, acknowledged, not compacted
     landed_before_restart = len(landed_files(root))
     assert 0 < landed_before_restart < len(want)
+    receiver.compact_every = 0.5       # this time the receiver's own compactor runs
     receiver.start()                   # same port: the vendor's retries get through
 
-    table = compact_until(root, config, "sms_chuanglan", len(want))
+    deadline = time.monotonic() + 30
+    table = REPORT_SCHEMA.empty_table()
+    while table.num_rows < len(want) and time.monotonic() < deadline:
+        time.sleep(0.3)
+        table = dedupe(read_all(root, "reports", REPORT_SCHEMA, "sms_chuanglan"), "report_key")
     assert on_disk(table) == want
     assert table.num_rows == len(want)
+    deadline = time.monotonic() + 10
+    while landed_files(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert landed_files(root) == []
+    assert compact(root, config).files == 0
 
 
 def test_td_reply_becomes_opt_out_and_suppression(
@@ -474,6 +488,20 @@ def test_mounted_app_works_and_outer_access_log_sees_no_secret(data_root: Path) 
             assert secret not in path and secret.encode() not in raw_path + query
     result = compact(DataRoot(data_root), ReceiverConfig.from_dict(CONFIG))
     assert (result.reports, result.inbound, result.opt_outs) == (1, 1, 1)
+
+
+def test_app_from_env_uses_the_tasks_data_root(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "receiver.json"
+    path.write_text(json.dumps(CONFIG))
+    monkeypatch.setenv("SMS_RECEIVER_CONFIG", str(path))
+    monkeypatch.setenv("SMS_DATA_ROOT", str(tmp_path / "data"))
+    app = app_from_env()
+    assert app.state.receiver.lander.root.base == str(tmp_path / "data")
+    assert app.state.receiver.config.by_conn_id("sms_eims") is not None
+    monkeypatch.delenv("SMS_RECEIVER_CONFIG")
+    with pytest.raises(ReceiverConfigError, match="SMS_RECEIVER_CONFIG"):
+        app_from_env()
 
 
 def test_access_log_lines_are_redacted() -> None:

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from sms_provider.data.storage import DataRoot
@@ -157,7 +158,8 @@ def create_app(config: ReceiverConfig, root: DataRoot) -> FastAPI:
     app.add_middleware(ScrubSecretsMiddleware)
     install_log_redaction()
 
-    async def handle(request: Request, route: str, work, *args: object) -> Response:
+    async def handle(request: Request, route: str, work: Callable[..., str],
+                     *args: object) -> Response:
         try:
             conn_id = await run_in_threadpool(work, *args)
         except Refused as refused:
@@ -180,6 +182,11 @@ def create_app(config: ReceiverConfig, root: DataRoot) -> FastAPI:
 
     @app.put("/eims/{token}/reports")
     async def eims_reports(token: str, request: Request) -> Response:
+        if config.eims_for(token) is None:  # before the body: as cheap as an unknown URL
+            client = request.client.host if request.client else "-"
+            log.warning("push refused: PUT /eims/***/reports from %s -> 404 unknown token",
+                        client)
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
         try:
             body = await read_body(request, config.max_body_bytes)
         except Refused as refused:
@@ -204,8 +211,15 @@ def create_app(config: ReceiverConfig, root: DataRoot) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The app for ``SMS_RECEIVER_CONFIG`` and ``SMS_DATA_ROOT`` (Airflow's plugin mount)."""
-    return create_app(ReceiverConfig.from_env(), DataRoot.from_env())
+    """The app for ``SMS_RECEIVER_CONFIG`` and ``SMS_DATA_ROOT`` (Airflow's plugin mount).
+
+    The data root is resolved exactly as the tasks resolve it (same default folder,
+    object-store URIs through their Airflow connection), so the compaction task finds
+    what this app lands.
+    """
+    from sms_provider.runtime import data_root
+
+    return create_app(ReceiverConfig.from_env(), data_root())
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -223,8 +237,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 # --- access-log redaction --------------------------------------------------------------
-_EIMS_TOKEN = re.compile(r"(/eims/)[^/?]+(/reports)")
-_EIMS_TOKEN_BYTES = re.compile(rb"(/eims/)[^/?]+(/reports)")
+#: whatever follows /eims/ may be the token (also under a mistyped route)
+_EIMS_TOKEN = re.compile(r"(/eims/)[^/?]+")
+_EIMS_TOKEN_BYTES = re.compile(rb"(/eims/)[^/?]+")
 _SECRET_QUERY = re.compile(r"(^|&)(pswd|receiver)=", re.IGNORECASE)
 _SECRET_KEYS = frozenset(chuanglan.PUSH_CREDENTIALS)
 
@@ -233,10 +248,10 @@ def scrub_scope(scope: dict[str, Any]) -> None:
     """Mask the EIMS token in the path and the credentials in the query string, in place."""
     path = scope.get("path")
     if isinstance(path, str):
-        scope["path"] = _EIMS_TOKEN.sub(r"\1***\2", path)
+        scope["path"] = _EIMS_TOKEN.sub(r"\1***", path)
     raw_path = scope.get("raw_path")
     if isinstance(raw_path, bytes):
-        scope["raw_path"] = _EIMS_TOKEN_BYTES.sub(rb"\1***\2", raw_path)
+        scope["raw_path"] = _EIMS_TOKEN_BYTES.sub(rb"\1***", raw_path)
     query = scope.get("query_string")
     if isinstance(query, bytes) and query:
         text = query.decode("latin-1")
@@ -276,7 +291,7 @@ class ScrubSecretsMiddleware:
 def redact_path(path: str) -> str:
     """A request target safe to log: no EIMS token, no query string with credentials."""
     path, sep, query = path.partition("?")
-    path = _EIMS_TOKEN.sub(r"\1***\2", path)
+    path = _EIMS_TOKEN.sub(r"\1***", path)
     if sep and (_SECRET_QUERY.search(query) or "/chuanglan/" in path):
         return f"{path}?[redacted]"
     return f"{path}{sep}{query}"

@@ -26,7 +26,8 @@ in ``inbound/parts/`` until every part of that id from that sender is there,
 then become one reply, the parts joined in order. A part whose siblings do not
 all arrive within ``ems_part_timeout_s`` of its landing is compacted as it is:
 one row per part, ``raw`` keeping ``isems``/``emshead`` so the row shows it is
-a fragment; a straggler arriving later waits its own timeout, then follows.
+a fragment; a straggler arriving later (or a replayed copy of a part whose
+reply was already joined) waits its own timeout, then follows the same way.
 
 A file that no longer parses (hand-edited, or an Emay appId since removed from
 the config) is moved to ``quarantine/<conn_id>/<kind>/`` for a person to look
@@ -52,12 +53,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from sms_provider.data import reports as report_data
-from sms_provider.data.numbers import check_numbers
-from sms_provider.data.schemas import SUPPRESSION_SCHEMA
+from sms_provider.data.collect import add_opt_outs
 from sms_provider.data.storage import DataRoot
 from sms_provider.errors import ProtocolError, SmsError
 from sms_provider.models import DeliveryReport, InboundMessage
@@ -205,7 +204,12 @@ class Lander:
         if self.root.is_local:
             folder = self.root.local_path(*parts)
             self._ensure_dir(folder)
-            return str(self._write_local(folder, name, data))
+            try:
+                return str(self._write_local(folder, name, data))
+            except FileNotFoundError:  # the folder was removed under us: make it again
+                self._dirs.discard(str(folder))
+                self._ensure_dir(folder)
+                return str(self._write_local(folder, name, data))
         path = self.root.path(*parts, name)
         if path.rsplit("/", 1)[0] not in self._dirs:
             self.root.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -435,12 +439,9 @@ def _flush(root: DataRoot, config: ReceiverConfig, batch: _Batch, result: Compac
             opt_out_words=config.opt_out_words)
         table = _with_received_at(table, [at for _, at in rows])
         inbound_tables.append((conn_id, table))
-        opt_outs = _suppression_rows(table, conn_id)
-        if opt_outs.num_rows:
-            written.append(root.write_table(
-                opt_outs, "suppression",
-                f"{SOURCE}-{conn_id}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"))
-            result.opt_outs += opt_outs.num_rows
+        added = add_opt_outs(root, conn_id, table, now=now)  # the same path as pulled replies
+        written += added.paths
+        result.opt_outs += added.suppressed
     for conn_id, table in inbound_tables:
         written += report_data.append(root, INBOUND, conn_id, table, prefix=SOURCE)
         result.inbound += table.num_rows
@@ -477,31 +478,6 @@ def _with_received_at(table: pa.Table, moments: Sequence[datetime]) -> pa.Table:
     column = pa.array([int(m.timestamp() * 1000) for m in moments], pa.int64()).cast(
         table.schema.field(index).type)
     return table.set_column(index, table.schema.field(index), column)
-
-
-def _suppression_rows(inbound: pa.Table, conn_id: str) -> pa.Table:
-    rows = inbound.filter(pc.fill_null(inbound["opt_out"], False))
-    if not rows.num_rows:
-        return SUPPRESSION_SCHEMA.empty_table()
-    mobiles = rows["mobile"].to_pylist()
-    e164 = check_numbers(pa.array(mobiles, pa.string())).e164.to_pylist()
-    retry = [i for i, v in enumerate(e164) if v is None and (mobiles[i] or "").isdigit()]
-    if retry:  # international digits without '+' (EIMS style)
-        again = check_numbers(pa.array([f"+{mobiles[i]}" for i in retry], pa.string()))
-        for i, value in zip(retry, again.e164.to_pylist(), strict=True):
-            e164[i] = value
-    seen: dict[str, tuple[str, Any]] = {}
-    for number, content, at in zip(e164, rows["content"].to_pylist(),
-                                   rows["received_at"].to_pylist(), strict=True):
-        if number is None:
-            log.warning("opt-out reply on %s from a number that is no valid mobile: "
-                        "not added to the suppression list", conn_id)
-        elif number not in seen:
-            seen[number] = (f"opt_out: {(content or '').strip()}"[:_REASON_MAX], at)
-    return pa.table({
-        "e164": list(seen), "reason": [r for r, _ in seen.values()],
-        "conn_id": [conn_id] * len(seen), "added_at": [at for _, at in seen.values()],
-    }, schema=SUPPRESSION_SCHEMA)
 
 
 def _make_durable(root: DataRoot, paths: Sequence[str]) -> None:
