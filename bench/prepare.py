@@ -299,25 +299,30 @@ PHASES: list[tuple[Any, str, str]] = [
 ]
 
 
-def install_phase_timers() -> tuple[dict[str, float], dict[str, float]]:
-    """Wrap each step of ``prepare()``: seconds spent and peak RSS (MiB) once it returned."""
+def install_phase_timers() -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Wrap each step of ``prepare()``: wall seconds, CPU seconds and peak RSS (MiB) after it.
+
+    CPU seconds say what a step costs even while other work shares the cores.
+    """
     spent: dict[str, float] = defaultdict(float)
+    cpu: dict[str, float] = defaultdict(float)
     peak: dict[str, float] = {}
 
     def timed(label: str, func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu_seconds()
             try:
                 return func(*args, **kwargs)
             finally:
                 spent[label] += time.perf_counter() - started
+                cpu[label] += cpu_seconds() - cpu_started
                 peak[label] = peak_rss_mib()
         return wrapper
 
     for owner, attribute, label in PHASES:
         setattr(owner, attribute, timed(label, getattr(owner, attribute)))
-    return spent, peak
+    return spent, cpu, peak
 
 
 # --- the stages, each run in a child process ------------------------------------------------
@@ -365,7 +370,7 @@ def warm_up(vendor: str) -> None:
 
 def stage_vectorised(tmp: Path, vendor: str, phases: bool) -> dict[str, Any]:
     warm_up(vendor)
-    spent, peak = install_phase_timers() if phases else ({}, {})
+    spent, cpu_spent, peak = install_phase_timers() if phases else ({}, {}, {})
     before = peak_rss_mib()
     cpu = cpu_seconds()
     started = time.perf_counter()
@@ -374,7 +379,7 @@ def stage_vectorised(tmp: Path, vendor: str, phases: bool) -> dict[str, Any]:
     return {"rows": summary.input_rows, "total_s": total, "cpu_s": cpu_seconds() - cpu,
             "load": os.getloadavg()[0], "peak_rss_mib": peak_rss_mib(),
             "rss_before_mib": before, "summary": summary.as_dict(),
-            "phases": [(label, spent.get(label, 0.0), peak.get(label))
+            "phases": [(label, spent.get(label, 0.0), cpu_spent.get(label, 0.0), peak.get(label))
                        for _, _, label in PHASES]}
 
 
@@ -417,17 +422,19 @@ def reasons_line(reasons: dict[str, int]) -> str:
 
 
 def report_phases(run: dict[str, Any]) -> Iterator[str]:
-    total = run["total_s"]
-    top = 0.0
-    for label, seconds, peak in run["phases"]:
+    total, total_cpu = run["total_s"], run["cpu_s"]
+    top = top_cpu = 0.0
+    yield f"  {'step':<44} {'wall':>7}   share {'CPU':>7}   memory"
+    for label, seconds, cpu, peak in run["phases"]:
         if not label.startswith(" "):
             top += seconds
-        share = f"{100 * seconds / total:4.0f} %"
+            top_cpu += cpu
         memory = f"peak RSS after {peak:,.0f} MiB" if peak is not None else "not called"
-        yield f"  {label:<44} {seconds:7.2f} s {share}   {memory}"
+        yield (f"  {label:<44} {seconds:7.2f} s {100 * seconds / total:4.0f} % "
+               f"{cpu:7.2f} s   {memory}")
     other = total - top
     yield (f"  {'the rest (masks, reasons, filters inline)':<44} {other:7.2f} s "
-           f"{100 * other / total:4.0f} %")
+           f"{100 * other / total:4.0f} % {total_cpu - top_cpu:7.2f} s")
 
 
 def main() -> int:
@@ -503,8 +510,9 @@ def main() -> int:
     for example in slow["examples"]:
         print(f"  {example}")
     if profiled is not None:
-        print(f"phases of prepare() (a separate run: {profiled['total_s']:.2f} s, peak RSS "
-              f"{profiled['peak_rss_mib']:,.0f} MiB):")
+        print(f"phases of prepare() (a separate run: {profiled['total_s']:.2f} s, CPU "
+              f"{profiled['cpu_s']:.1f} s, peak RSS {profiled['peak_rss_mib']:,.0f} MiB, load "
+              f"{profiled['load']:.2f} after):")
         for line in report_phases(profiled):
             print(line)
     return 1 if slow["mismatches"] else 0
