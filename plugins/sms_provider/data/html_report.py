@@ -34,17 +34,23 @@ def _n(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else escape(str(value))
 
 
-def _duration(seconds: float) -> str:
+def _short(seconds: float) -> str:
     if seconds >= 3600:
-        return f"{seconds / 3600:g} h"
+        return f"{seconds / 3600:g}h"
     if seconds >= 60:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:g} s"
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
 
 
 def latency_labels(edges: Sequence[float]) -> list[str]:
-    labels = [f"{_duration(lo)}–{_duration(hi)}" for lo, hi in itertools.pairwise(edges[:-1])]
-    return [*labels, f"≥ {_duration(edges[-2])}"]
+    """Short bucket names (``<10s``, ``10–30s``, ``15m–1h`` … ``≥24h``): they sit under
+    narrow bars."""
+    labels = []
+    for lo, hi in itertools.pairwise(edges[:-1]):
+        a, b = _short(lo), _short(hi)
+        labels.append(f"<{b}" if lo == 0 else f"{a[:-1]}–{b}" if a[-1] == b[-1]
+                      else f"{a}–{b}")
+    return [*labels, f"≥{_short(edges[-2])}"]
 
 
 def hbar_chart(items: Sequence[tuple[str, int]], *, color: str = _BAR, total: int | None = None,
@@ -151,7 +157,7 @@ def render(*, campaign_id: str, generated_at: datetime, totals: Mapping[str, int
         '<p class="muted">From our submission to the vendor\'s final report.</p>',
         column_chart(latency_labels(latency_edges), list(latency_counts)),
         "<h2>Per day</h2>",
-        _table(["day", *_SUMMARY_COLUMNS], day_rows, total_row),
+        _table(["day", *(c.replace("_", " ") for c in _SUMMARY_COLUMNS)], day_rows, total_row),
         "<h2>Discrepancies</h2>", _table(["kind", "rows"], kinds),
         (_table(["kind", "connection", "key", "detail", "count"], details)
          + '<p class="muted">At most 20 rows per kind here; all of them are in '

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -102,7 +103,9 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     check = check_numbers(raw, settings.default_region)
     if settings.vendor not in INTERNATIONAL_VENDORS:
         check = mainland_only(check)
-    mobile = format_for_vendor(check, settings.vendor)
+        mobile = check.national  # the mainland format, without a second mainland pass
+    else:
+        mobile = format_for_vendor(check, settings.vendor)
     content = template.render(table)
     empty_col = template.empty_column(table)
     limit = settings.max_content_chars
@@ -112,7 +115,8 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     content_ok = pc.and_(pc.is_valid(content), pc.invert(pc.fill_null(too_long, False)))
     # Duplicates are judged among rows that would otherwise go out; the first row wins.
     candidate = pc.and_(number_ok, content_ok)
-    dup = _duplicates(pc.if_else(candidate, mobile, None))
+    # Each vendor format maps one-to-one onto E.164, so duplicates are judged there.
+    dup = _duplicates(check.e164, candidate)
     suppressed = pc.is_in(check.e164, value_set=load_suppressed(root))
     reason, detail = _first_reason(
         (pc.invert(number_ok), (check.reason, "")),
@@ -137,18 +141,32 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     return PrepareSummary(
         campaign_id=settings.campaign_id, input_rows=table.num_rows,
         prepared=prepared.num_rows, rejected=rejected.num_rows,
-        shards=sorted(set(prepared["shard"].to_pylist())) if prepared.num_rows else [],
+        shards=_shard_numbers(prepared),
         estimated_items=int(pc.sum(prepared["charge_items"]).as_py() or 0),
         reasons=reasons, encoding=loaded.encoding)
 
 
-def _duplicates(mobile: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """True for every non-null value already seen in an earlier row."""
+def _duplicates(e164: pa.ChunkedArray | pa.Array, candidate: pa.ChunkedArray | pa.Array
+                ) -> pa.Array:
+    """True for every candidate row whose number a candidate row before it already has.
+
+    Keys are the E.164 digits as int64 (at most 15 digits): hashing integers is
+    several times cheaper than hashing ten million Python strings.
+    """
     import pandas as pd
 
-    series = pd.Series(mobile.to_pandas() if hasattr(mobile, "to_pandas") else mobile)
-    seen = series.duplicated(keep="first") & series.notna()
-    return pa.array(seen.to_numpy(), pa.bool_())
+    mask = pc.fill_null(candidate, False)
+    digits = pc.if_else(mask, e164, None)
+    keys = pc.fill_null(pc.cast(digits, pa.int64()), -1).to_numpy(zero_copy_only=False)
+    seen = pd.Series(keys).duplicated(keep="first").to_numpy() & (keys >= 0)
+    return pa.array(seen, pa.bool_())
+
+
+def _shard_numbers(prepared: pa.Table) -> list[int]:
+    """Shards are contiguous runs of rows: their numbers without reading the column."""
+    if prepared.num_rows == 0:
+        return []
+    return list(range(prepared["shard"][-1].as_py() + 1))
 
 
 def _prepared(table: pa.Table, settings: PrepareSettings, template: ContentTemplate,
@@ -166,7 +184,7 @@ def _prepared(table: pa.Table, settings: PrepareSettings, template: ContentTempl
         variables = pa.nulls(n, pa.string())
     shards = shard_count(n, settings.max_shards, settings.min_shard_rows)
     per_shard = max(1, math.ceil(n / shards))
-    position = pa.array(range(n), pa.int64()) if n else pa.array([], pa.int64())
+    position = pa.array(np.arange(n, dtype=np.int64))
     custom_ids = pc.binary_join_element_wise(
         custom_id_prefix(settings.campaign_id), pc.cast(kept["row_number"], pa.string()), "")
     return pa.table({
@@ -181,14 +199,26 @@ def _prepared(table: pa.Table, settings: PrepareSettings, template: ContentTempl
     }, schema=PREPARED_SCHEMA)
 
 
+def _rows_per_shard(prepared: pa.Table) -> int:
+    """Every shard but the last holds this many rows (see ``_prepared``)."""
+    shards = prepared["shard"]
+    if prepared.num_rows == 0:
+        return 1
+    last = shards[-1].as_py()
+    if last == 0:
+        return prepared.num_rows
+    return int(pc.sum(pc.equal(shards, 0)).as_py())
+
+
 def _write(root: DataRoot, campaign_id: str, prepared: pa.Table, rejected: pa.Table) -> None:
     """Replace both datasets; stale shard files of an earlier, larger run go too."""
     for name in ("prepared", "rejected"):
         root.remove_dir(*root.campaign(campaign_id, name))
     if prepared.num_rows == 0:
         root.write_table(prepared, *root.campaign(campaign_id, "prepared", "part-00000.parquet"))
-    for shard in sorted(set(prepared["shard"].to_pylist())):
-        part = prepared.filter(pc.equal(prepared["shard"], shard))
+    per_shard = _rows_per_shard(prepared)
+    for shard in _shard_numbers(prepared):
+        part = prepared.slice(shard * per_shard, per_shard)  # contiguous: no filter copies
         root.write_table(part, *root.campaign(campaign_id, "prepared",
                                               f"part-{shard:05d}.parquet"))
     root.write_table(rejected, *root.campaign(campaign_id, "rejected", "part-00000.parquet"))

@@ -325,13 +325,22 @@ def _key_codes(known: list[Any], probe: list[Any]) -> tuple[np.ndarray, np.ndarr
     return left, right, bound
 
 
+def _first_positions(codes: np.ndarray, size: int) -> np.ndarray:
+    """An array of ``size``: for each code its first position in ``codes``, else -1."""
+    where = np.full(size, -1, np.int64)
+    valid = np.flatnonzero(codes >= 0)
+    where[codes[valid]] = valid  # with repeated codes, which one lands is not defined …
+    repeated = valid[where[codes[valid]] != valid]
+    if len(repeated):  # … so settle those few codes explicitly
+        np.minimum.at(where, codes[repeated], repeated)
+    return where
+
+
 def _lookup(known: list[Any], probe: list[Any]) -> np.ndarray:
     """For each probe row the first known row with the same key, -1 where none."""
     left, right, bound = _key_codes(known, probe)
     if bound <= len(left) + len(right) + 1024:  # dense codes: a plain array is the map
-        where = np.full(bound + 1, -1, np.int64)
-        valid = np.flatnonzero(left >= 0)[::-1]  # the first of duplicates wins
-        where[left[valid]] = valid
+        where = _first_positions(left, bound + 1)
         return where[np.where(right >= 0, right, bound)]
     found = _ints(pc.index_in(pa.array(right), value_set=pa.array(left)), -1)  # -1: "null"
     found[right < 0] = -1
@@ -399,11 +408,25 @@ class Account:
         self.report_when = np.where(pc.is_null(reports["report_time"]).to_numpy(
             zero_copy_only=False), self.report_received, _ms(reports["report_time"], 0))
         self.best = self._best(idx, matched)
+        self._slim()
+
+    def _slim(self) -> None:
+        """Keep only what the outputs read: a big account is most of the memory."""
+        stray = np.flatnonzero(self.report_sub < 0)
+        names = [c for c in ("message_id", "custom_id", "mobile", "received_at", "report_key")
+                 if c in self.reports.column_names]
+        #: reports that match no submission of any campaign (usually few)
+        self.strays = self.reports.select(names).take(stray)
+        self.strays_received = self.report_received[stray]
+        self.reports = self.reports.select(["message_id", "raw_state", "description",
+                                            "report_time"])
+        self.subs = self.subs.select(["conn_id", "vendor", "row_number", "message_id",
+                                      "custom_id", "vendor_code", "description"])
 
     def _settle_by_custom_id(self, idx: np.ndarray, route: np.ndarray) -> None:
         """Reports of ambiguous submissions (no message id of theirs known) by custom id."""
         subs, reports = self.subs, self.reports
-        if custom_key(self.vendor, None, None) is None:
+        if self.vendor not in CUSTOM_ID_PER_MESSAGE | CUSTOM_ID_PER_REQUEST:
             return
         open_subs = np.flatnonzero(_bool(pc.and_(pc.is_null(subs["message_id"]),
                                                  pc.is_valid(subs["custom_id"]))))
@@ -450,7 +473,7 @@ class Account:
 
     def _count_daily(self) -> dict[int, dict[str, int]]:
         has = self.best >= 0
-        code = np.where(has, self.report_code[np.where(has, self.best, 0)], PENDING)
+        code = _at(self.report_code, self.best, PENDING)
         settled = (self.status == S_AMBIGUOUS) & has
         sent = ((self.status == S_SUBMITTED) | settled) & (self.submitted_ms >= 0)
         unsettled = (self.status == S_AMBIGUOUS) & ~has & (self.submitted_ms >= 0)
@@ -617,12 +640,27 @@ def _row_lookup(wanted: np.ndarray, row_numbers: np.ndarray) -> np.ndarray:
     """Position of each wanted row number in ``row_numbers`` (first one), -1 where absent."""
     if not len(row_numbers) or not len(wanted):
         return np.full(len(wanted), -1, np.int64)
+    if len(row_numbers) == len(wanted) and np.array_equal(row_numbers, wanted):
+        return np.arange(len(wanted))  # submissions in prepared order: the usual case
     top = int(max(row_numbers.max(), wanted.max()))
     if min(row_numbers.min(), wanted.min()) < 0 or top > 4 * (len(wanted) + len(row_numbers)):
-        return _lookup(pa.array(wanted), pa.array(row_numbers))
-    table = np.full(top + 1, -1, np.int64)
-    table[row_numbers[::-1]] = np.arange(len(row_numbers) - 1, -1, -1)  # the first one wins
-    return table[wanted]
+        return _ints(pc.index_in(pa.array(wanted), value_set=pa.array(row_numbers)), -1)
+    return _first_positions(row_numbers, top + 1)[wanted]
+
+
+def _span(idx: np.ndarray) -> np.ndarray | slice:
+    """``idx`` as a slice when it counts up by one (indexing by it then copies nothing)."""
+    if len(idx) and idx[0] >= 0 and idx[-1] - idx[0] == len(idx) - 1 \
+            and bool((np.diff(idx) == 1).all()):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _at(values: np.ndarray, idx: np.ndarray, fill: int) -> np.ndarray:
+    """``values[idx]``, ``fill`` where ``idx`` is -1."""
+    if not len(values):
+        return np.full(len(idx), fill, values.dtype)
+    return np.where(idx >= 0, values[np.where(idx >= 0, idx, 0)], fill)
 
 
 def _reconcile_rows(prepared: pa.Table, parts: list[_CampaignPart], s: _Settings) -> _Rows:
@@ -631,7 +669,7 @@ def _reconcile_rows(prepared: pa.Table, parts: list[_CampaignPart], s: _Settings
     part = np.full(n, -1, np.int8)
     sub = np.full(n, -1, np.int64)
     for p_index, p in enumerate(parts):  # a recipient sent twice keeps the first connection
-        found = _row_lookup(rn, _ints(p.account.subs["row_number"], -1)[p.positions])
+        found = _row_lookup(rn, _ints(p.account.subs["row_number"], -1)[_span(p.positions)])
         take = (found >= 0) & (sub < 0)
         sub[take] = p.positions[found[take]]
         part[take] = p_index
@@ -644,16 +682,16 @@ def _reconcile_rows(prepared: pa.Table, parts: list[_CampaignPart], s: _Settings
     charge = np.zeros(n, np.int64)
     for p_index, p in enumerate(parts):
         a = p.account
-        mine = np.flatnonzero(part == p_index)
-        rows = sub[mine]
+        mine: Any = part == p_index
+        mine = slice(None) if mine.all() else np.flatnonzero(mine)
+        rows = _span(sub[mine])  # a slice when in order: no gathering at all
         sub_status[mine] = a.status[rows]
         submitted_ms[mine] = a.submitted_ms[rows]
         charge[mine] = a.charge[rows]
         b = a.best[rows]
         best[mine] = b
-        has = b >= 0
-        report_code[mine[has]] = a.report_code[b[has]]
-        when_ms[mine[has]] = a.report_when[b[has]]
+        report_code[mine] = _at(a.report_code, b, PENDING)
+        when_ms[mine] = _at(a.report_when, b, -1)
 
     sent = (sub_status == S_SUBMITTED) | (sub_status == S_AMBIGUOUS)
     final_report = sent & (report_code <= FAILED)
@@ -760,17 +798,15 @@ def _reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
     # an ambiguous submission learns the vendor's id from the report that settled it
     learned = (rows.sub_status == S_AMBIGUOUS) & (rows.best >= 0)
     if learned.any():
-        where = np.flatnonzero(learned)
-        message_id = pc.coalesce(message_id, _scatter(n, learned, _gather(
-            parts, part[where], rows.best[where], "message_id", reports=True)))
+        message_id = pc.coalesce(message_id, _gather(
+            parts, part, np.where(learned, rows.best, -1), "message_id", reports=True))
     custom_id = _gather(parts, part, sub, "custom_id")
     if custom_id.null_count:  # not sent (or sent without one): our own id, read only now
         custom_id = pc.coalesce(custom_id, _read(
             root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA, ["custom_id"]
         )["custom_id"])
-    timed = rows.final_report
-    where = np.flatnonzero(timed)
-    report_time = _gather(parts, part[where], rows.best[where], "report_time", reports=True)
+    report_time = _gather(parts, part, np.where(rows.final_report, rows.best, -1),
+                          "report_time", reports=True)
     seen = np.zeros(n, np.int32)
     route = np.zeros(n, np.int8)
     for p_index, p in enumerate(parts):
@@ -792,8 +828,7 @@ def _reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
         "charge_items": pa.array(rows.charge, pa.int32()),
         "submitted_at": pa.array(rows.submitted_ms, mask=rows.submitted_ms < 0).cast(
             pa.timestamp("ms", tz="UTC")),
-        "report_time": _scatter(n, timed, report_time, pa.nulls(n, report_time.type))
-        if len(where) else pa.nulls(n, pa.timestamp("ms", tz="UTC")),
+        "report_time": report_time,
         "latency_s": pa.array(rows.latency_s, from_pandas=True),
         "reports_seen": pa.array(seen),
         "settled_by": _codes(route, ROUTES),
@@ -825,23 +860,22 @@ def _summary(campaign_id: str, rows: _Rows, invalid: int) -> pa.Table:
     bucket, days = _day_buckets(rows.submitted_ms, (rows.submitted_ms >= 0) & ~unsent)
     k = len(days)
     sent = (rows.sub_status == S_SUBMITTED) | (rows.sub_status == S_AMBIGUOUS)
-
-    def count(mask: np.ndarray | None = None) -> np.ndarray:
-        picked = bucket if mask is None else bucket[mask]
-        return np.bincount(picked, minlength=k).astype(np.int64)
-
-    valid = count()
+    # one pass per dimension: (day, submission status) and (day, final status) pairs
+    by_status = np.bincount(bucket * 5 + rows.sub_status, minlength=k * 5).reshape(k, 5)
+    sent_bucket = bucket[sent]
+    by_final = np.bincount(sent_bucket * 5 + rows.final[sent], minlength=k * 5).reshape(k, 5)
+    valid = by_status.sum(axis=1)
     cols: dict[str, Any] = {
         "valid": valid,
-        "submitted": count(rows.sub_status == S_SUBMITTED),
-        "rejected": count(rows.sub_status == S_REJECTED),
-        "ambiguous": count(rows.sub_status == S_AMBIGUOUS),
-        "not_submitted": count(unsent),
-        "delivered": count(sent & (rows.final == DELIVERED)),
-        "failed": count(sent & (rows.final == FAILED)),
-        "pending": count(sent & (rows.final == PENDING)),
-        "unknown": count(sent & (rows.final == UNKNOWN)),
-        "charge_items_submitted": np.bincount(bucket[sent], weights=rows.charge[sent],
+        "submitted": by_status[:, S_SUBMITTED],
+        "rejected": by_status[:, S_REJECTED],
+        "ambiguous": by_status[:, S_AMBIGUOUS],
+        "not_submitted": by_status[:, S_DRY_RUN] + by_status[:, S_OTHER],
+        "delivered": by_final[:, DELIVERED],
+        "failed": by_final[:, FAILED],
+        "pending": by_final[:, PENDING],
+        "unknown": by_final[:, UNKNOWN],
+        "charge_items_submitted": np.bincount(sent_bucket, weights=rows.charge[sent],
                                               minlength=k).astype(np.int64),
     }
     invalid_col = np.zeros(k, np.int64)
@@ -908,13 +942,11 @@ def _unknown_reports(a: Account, first_ms: int, last_ms: int, s: _Settings) -> p
     """Reports no campaign on the connection sent, received while this campaign was live."""
     lo = first_ms - int(REPORT_LEAD.total_seconds() * 1000)
     hi = last_ms + s.final_window_ms
-    picked = np.flatnonzero((a.report_sub < 0) & (a.report_received >= lo)
-                            & (a.report_received <= hi))
+    picked = np.flatnonzero((a.strays_received >= lo) & (a.strays_received <= hi))
     if not len(picked):
         return DISCREPANCY_SCHEMA.empty_table()
-    names = [c for c in ("message_id", "custom_id", "mobile", "received_at", "report_key")
-             if c in a.reports.column_names]
-    t = dedupe(a.reports.select(names).take(picked), "report_key")
+    t = dedupe(a.strays.take(picked), "report_key")
+    names = t.column_names
     tail = _mobile_tail(t["mobile"]) if "mobile" in names else None
     by_mobile = tail is not None and a.vendor in MSGID_PER_REQUEST
     keys = [pc.binary_join_element_wise(t["message_id"], tail, "/") if by_mobile
@@ -950,12 +982,10 @@ def _statistics_mismatches(root: DataRoot, a: Account, sent_ms: np.ndarray,
     stats = _read(root, ("statistics", a.conn_id, "daily"), DAILY_STATISTIC_SCHEMA,
                   ["day", "submitted", "delivered", "failed", "fetched_at"]).to_pylist()
     latest: dict[int, dict[str, Any]] = {}
-    for row in stats:
-        if row["day"] is None:
-            continue
-        day = _epoch_day(row["day"])
-        if day not in latest or (row["fetched_at"] or 0) > (latest[day]["fetched_at"] or 0):
-            latest[day] = row
+    never = datetime.min.replace(tzinfo=UTC)
+    for row in sorted(stats, key=lambda r: r["fetched_at"] or never):
+        if row["day"] is not None:
+            latest[_epoch_day(row["day"])] = row  # the last fetch of a day wins
     days = set(np.unique((sent_ms + CHINA_OFFSET_MS) // DAY_MS).tolist())
     out = []
     empty = {"submitted": 0, "delivered": 0, "failed": 0, "unsettled": 0}
@@ -1000,7 +1030,7 @@ def _balance_mismatches(root: DataRoot, a: Account, sent_ms: np.ndarray,
     out = []
     charged = (a.status == S_SUBMITTED) & (a.submitted_ms >= 0)
     unsettled = (a.status == S_AMBIGUOUS) & (a.best < 0) & (a.submitted_ms >= 0)
-    items = pc.fill_null(a.subs["charge_items"], 0).to_numpy()
+    items = a.charge
     for unit in ("items", "money"):
         price = None if unit == "items" else s.prices.get(a.conn_id, s.prices.get(None))
         if unit == "money" and not price:
@@ -1085,9 +1115,9 @@ def _write(root: DataRoot, table: pa.Table, campaign_id: str, name: str) -> str:
 
     with ThreadPoolExecutor(parts) as pool:
         written = set(pool.map(write, range(parts)))
-    for stale in _parquet_files(root, *root.campaign(campaign_id, name)):
-        if stale not in written:  # an earlier run cut the table in more files
-            root.fs.delete_file(stale)
+    for path in _parquet_files(root, *root.campaign(campaign_id, name)):
+        if path not in written and path.rsplit("/", 1)[-1] not in names:
+            root.fs.delete_file(path)  # an earlier run cut the table in more files
     return root.path(*root.campaign(campaign_id, name))
 
 
