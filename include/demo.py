@@ -1,10 +1,12 @@
-"""``make demo``: the simulator, the five connections, one campaign per vendor.
+"""``make demo``: the simulator, the five connections, one campaign per vendor,
+then report collection (pull and push) and reconciliation.
 
-Starts the simulator (``include/simulator.json``), migrates Airflow's metadata
-DB in ``.airflow/``, registers the five vendor connections in it, then runs
-``sms_campaign`` once per vendor with ``airflow dags test`` on
-``include/recipients/sample.csv`` (46 rows, 6 of them bad) and prints what
-happened and where the Parquet went.
+Starts the simulator (``include/simulator.json``) and the push receiver (for
+Chuanglan, which only pushes), migrates Airflow's metadata DB in ``.airflow/``,
+registers the five vendor connections, runs ``sms_campaign`` once per vendor
+with ``airflow dags test`` on ``include/recipients/sample.csv`` (46 rows, 6 of
+them bad), then ``sms_reports`` and ``sms_reconcile``, and prints per vendor
+what was submitted, delivered and failed, and where each ``report.html`` is.
 """
 
 from __future__ import annotations
@@ -56,12 +58,25 @@ def main() -> int:
         return 1
 
     config = json.loads((ROOT / "include" / "simulator.json").read_text())
-    port = free_port()
+    port, receiver_port = free_port(), free_port()
+    receiver_url = f"http://127.0.0.1:{receiver_port}"
+    config["chuanglan"].update(push_url=f"{receiver_url}/chuanglan/reports",
+                               mo_push_url=f"{receiver_url}/chuanglan/mo")
     config_path = Path(env["SMS_DATA_ROOT"]) / "simulator.demo.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(config))
+    receiver_config = config_path.with_name("receiver.demo.json")
+    receiver_config.write_text(json.dumps({"connections": [{
+        "conn_id": "sms_chuanglan", "vendor": "chuanglan",
+        "receiver": config["chuanglan"]["receiver"],
+        "password": config["chuanglan"]["receiver_password"]}]}))
+    env["SMS_RECEIVER_CONFIG"] = str(receiver_config)
     sim = subprocess.Popen([sys.executable, "-m", "sms_provider.simulator", "--port", str(port),
                             "--config", str(config_path), "--log-level", "WARNING"], env=env)
+    receiver = subprocess.Popen([sys.executable, "-m", "sms_provider.receiver", "--port",
+                                 str(receiver_port), "--config", str(receiver_config),
+                                 "--data-root", env["SMS_DATA_ROOT"], "--compact-every", "0",
+                                 "--log-level", "WARNING", "--no-access-log"], env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(200):
@@ -99,14 +114,22 @@ def main() -> int:
             if not ok:
                 print(run.stdout[-3000:], run.stderr[-3000:])
             rows.append((vendor, campaign, ok))
+        time.sleep(2)  # the simulator reports within about a second; pushes follow
+        for dag_id, conf in (("sms_reports", {}), ("sms_reconcile", {"campaign_id": None})):
+            print(f"running {dag_id} ...", flush=True)
+            run = airflow("dags", "test", dag_id, "-c", json.dumps(conf), env=env)
+            if run.returncode:
+                print(run.stdout[-3000:], run.stderr[-3000:])
+                rows = [(v, c, False) for v, c, _ in rows]
     finally:
-        sim.terminate()
-        sim.wait(10)
+        for proc in (sim, receiver):
+            proc.terminate()
+            proc.wait(10)
 
     data = Path(env["SMS_DATA_ROOT"]) / "campaigns"
     print()
     print(f"{'vendor':<10} {'input':>5} {'prepared':>8} {'rejected':>8} {'submitted':>9} "
-          f"{'ambiguous':>9}  status")
+          f"{'delivered':>9} {'failed':>6} {'pending':>7}  status")
     for vendor, campaign, ok in rows:
         counts = {}
         for name in ("prepared", "rejected", "submissions"):
@@ -117,13 +140,21 @@ def main() -> int:
                            strict=True)) if subs is not None and subs.num_rows else {})
         prepared = counts["prepared"].num_rows if counts["prepared"] is not None else 0
         rejected = counts["rejected"].num_rows if counts["rejected"] is not None else 0
+        final: dict[str, int] = {}
+        recon = data / campaign / "reconciliation"
+        if recon.exists():
+            column = ds.dataset(recon).to_table(columns=["final_status"])["final_status"]
+            final = dict(zip(*[c.to_pylist() for c in pc.value_counts(column).flatten()],
+                             strict=True))
         print(f"{vendor:<10} {prepared + rejected:>5} {prepared:>8} {rejected:>8} "
-              f"{status.get('submitted', 0):>9} {status.get('ambiguous', 0):>9}  "
+              f"{status.get('submitted', 0):>9} {final.get('DELIVERED', 0):>9} "
+              f"{final.get('FAILED', 0):>6} {final.get('PENDING', 0):>7}  "
               f"{'ok' if ok else 'FAILED'}")
     print()
-    print(f"Parquet datasets under {data}/<campaign>/{{prepared,rejected,submissions}}/, e.g.")
-    for _, campaign, _ in rows[:1]:
-        print(f"  {data / campaign / 'submissions'}")
+    print(f"Parquet datasets under {data}/<campaign>/{{prepared,rejected,submissions,"
+          "reconciliation}/; the analyst's reports:")
+    for _, campaign, _ in rows:
+        print(f"  {data / campaign / 'report.html'}")
     return 0 if all(ok for _, _, ok in rows) else 1
 
 

@@ -56,3 +56,28 @@ def test_collect_pulls_reports_replies_statistics_and_balances(
     assert again.state == "success"
     reports = table(root, "reports", "sms_eums")
     assert pc.count_distinct(reports["report_key"]).as_py() == reports.num_rows
+
+
+def test_reconcile_gives_every_recipient_one_final_status(
+        campaign_env: Path, sim: SimulatorProcess, reports_dag) -> None:
+    sim.reset(simulation={"outcomes": {"delivered": 0.7, "failed": 0.2, "silent": 0.1}})
+    for conn_id in ("sms_eums", "sms_emay_ims"):
+        assert campaign(f"r-{conn_id}", conn_id).state == "success"
+    assert reports_dag.test().state == "success"
+    reconcile = load_dag(ROOT / "dags" / "sms_reconcile.py", "sms_reconcile")
+    run = reconcile.test(run_conf={"campaign_id": None})
+    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+    for conn_id in ("sms_eums", "sms_emay_ims"):
+        campaign_dir = campaign_env / "campaigns" / f"r-{conn_id}"
+        recon = table(campaign_env, "campaigns", f"r-{conn_id}", "reconciliation")
+        prepared = table(campaign_env, "campaigns", f"r-{conn_id}", "prepared")
+        assert recon.num_rows == prepared.num_rows == 40
+        assert pc.count_distinct(recon["row_number"]).as_py() == 40
+        finals = set(recon["final_status"].to_pylist())
+        assert finals <= {"DELIVERED", "FAILED", "PENDING"} and "DELIVERED" in finals
+        silent = {m["mobile"] for m in sim.messages(conn_id.removeprefix("sms_"))
+                  if m["outcome"] == "silent"}
+        pending = {r["mobile"] for r in recon.to_pylist() if r["final_status"] == "PENDING"}
+        assert pending == silent  # never reported: pending within the 72-hour window
+        html = (campaign_dir / "report.html").read_text(encoding="utf-8")
+        assert "<svg" in html and f"r-{conn_id}" in html

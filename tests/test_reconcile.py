@@ -457,6 +457,7 @@ def test_clean_campaign_flags_nothing(root: DataRoot) -> None:
         assert discrepancies(root, cid) == [], cid
         assert set(result.discrepancies.values()) == {0}
     assert results["a"].counts["delivered"] == 5 and results["b"].counts["failed"] == 1
+    assert list(reconcile_all(root, ["b"], now=NOW)) == ["b"]
 
 
 def test_every_discrepancy_kind_is_flagged(root: DataRoot) -> None:

@@ -101,9 +101,10 @@ class ReconcileOperator(BaseOperator):
         results = reconcile_all(data_root(), ids,
                                 final_window=timedelta(hours=self.final_window_hours))
         out = []
-        for result in results:
-            summary = {"campaign_id": result.campaign_id, **_counts(result),
-                       "report_html": getattr(result, "report_path", None)}
+        for result in results.values():
+            summary = {"campaign_id": result.campaign_id, **result.counts,
+                       "discrepancies": {k: v for k, v in result.discrepancies.items() if v},
+                       "report_html": result.paths.get("report_html")}
             self.log.info("%s", summary)
             out.append(summary)
         return out
