@@ -47,11 +47,13 @@ from sms_provider.data.reports import dedupe
 from sms_provider.data.schemas import (
     BALANCE_SCHEMA,
     DAILY_STATISTIC_SCHEMA,
+    DISCREPANCY_SCHEMA,
     PREPARED_SCHEMA,
     RECONCILIATION_SCHEMA,
     REJECTED_SCHEMA,
     REPORT_SCHEMA,
     SUBMISSION_SCHEMA,
+    SUMMARY_SCHEMA,
 )
 from sms_provider.data.storage import DataRoot
 
@@ -82,34 +84,6 @@ MSGID_PER_REQUEST = frozenset({"chuanglan"})
 CUSTOM_ID_PER_MESSAGE = frozenset({"emay_ims", "emay_fms"})
 CUSTOM_ID_PER_REQUEST = frozenset({"eums"})
 
-#: ``campaigns/<id>/reconciliation_summary/``: one row per China day of submission;
-#: ``day`` null holds what never reached the vendor (invalid rows, unsent recipients)
-SUMMARY_SCHEMA = pa.schema([
-    ("campaign_id", pa.string()),
-    ("day", pa.date32()),
-    ("input_rows", pa.int64()),      # valid + invalid
-    ("invalid", pa.int64()),         # rejected by prepare (``rejected/``)
-    ("valid", pa.int64()),           # prepared
-    ("submitted", pa.int64()),       # submission status
-    ("rejected", pa.int64()),
-    ("ambiguous", pa.int64()),
-    ("not_submitted", pa.int64()),   # no submission yet, or a dry run
-    ("delivered", pa.int64()),       # final status of submitted + ambiguous
-    ("failed", pa.int64()),
-    ("pending", pa.int64()),
-    ("unknown", pa.int64()),
-    ("charge_items_submitted", pa.int64()),  # submitted + ambiguous settled by a report
-])
-
-#: ``campaigns/<id>/discrepancies/``; ``count``: the size of the gap (reports,
-#: messages or charge items, as ``detail`` says), signed where a direction matters
-DISCREPANCY_SCHEMA = pa.schema([
-    ("kind", pa.string()),
-    ("conn_id", pa.string()),
-    ("key", pa.string()),
-    ("detail", pa.string()),
-    ("count", pa.int64()),
-])
 
 CHARGED_NEVER_REPORTED = "charged_never_reported"
 REPORT_FOR_UNKNOWN_MESSAGE = "report_for_unknown_message"

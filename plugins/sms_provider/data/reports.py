@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -136,7 +137,7 @@ def dedupe(table: pa.Table, key: str) -> pa.Table:
     if table.num_rows == 0:
         return table
     ordered = table.sort_by([("received_at", "ascending")])
-    firsts = (ordered.append_column("_i", pa.array(range(ordered.num_rows), pa.int64()))
+    firsts = (ordered.append_column("_i", pa.array(np.arange(ordered.num_rows, dtype=np.int64)))
               .group_by(key, use_threads=False).aggregate([("_i", "min")]))
     if firsts.num_rows == ordered.num_rows:
         return ordered

@@ -119,8 +119,9 @@ RECONCILIATION_SCHEMA = pa.schema([
     ("mobile", pa.string()),
     ("message_id", pa.string()),
     ("custom_id", pa.string()),
-    ("submission_status", pa.string()),  # submitted | rejected | ambiguous
+    ("submission_status", pa.string()),  # submitted | rejected | ambiguous; null: never sent
     ("final_status", pa.string()),       # DELIVERED | FAILED | PENDING | UNKNOWN | REJECTED
+    #                                      (never sent: PENDING, reason not_submitted/dry_run)
     ("reason", pa.string()),             # vendor state / rejection code for FAILED, REJECTED
     ("charge_items", pa.int32()),
     ("submitted_at", pa.timestamp("ms", tz="UTC")),
@@ -128,4 +129,33 @@ RECONCILIATION_SCHEMA = pa.schema([
     ("latency_s", pa.float64()),         # report_time - submitted_at
     ("reports_seen", pa.int32()),        # copies received (duplicates, retries, pull and push)
     ("settled_by", pa.string()),         # message_id | custom_id | none
+])
+
+#: ``campaigns/<id>/reconciliation_summary/``: one row per China day of submission;
+#: ``day`` null holds what never reached the vendor (invalid rows, unsent recipients)
+SUMMARY_SCHEMA = pa.schema([
+    ("campaign_id", pa.string()),
+    ("day", pa.date32()),
+    ("input_rows", pa.int64()),      # valid + invalid
+    ("invalid", pa.int64()),         # rejected by prepare (``rejected/``)
+    ("valid", pa.int64()),           # prepared
+    ("submitted", pa.int64()),       # submission status
+    ("rejected", pa.int64()),
+    ("ambiguous", pa.int64()),
+    ("not_submitted", pa.int64()),   # no submission yet, or a dry run
+    ("delivered", pa.int64()),       # final status of submitted + ambiguous
+    ("failed", pa.int64()),
+    ("pending", pa.int64()),
+    ("unknown", pa.int64()),
+    ("charge_items_submitted", pa.int64()),  # submitted + ambiguous settled by a report
+])
+
+#: ``campaigns/<id>/discrepancies/``; ``count``: the size of the gap (reports,
+#: messages or charge items, as ``detail`` says), signed where a direction matters
+DISCREPANCY_SCHEMA = pa.schema([
+    ("kind", pa.string()),
+    ("conn_id", pa.string()),
+    ("key", pa.string()),
+    ("detail", pa.string()),
+    ("count", pa.int64()),
 ])
