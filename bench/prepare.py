@@ -58,7 +58,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT / "plugins"), str(BENCH)]
 
-from prepare_numbers import CITIES, GIVEN, SHAPES, SURNAMES, join, pick, shaped  # noqa: E402
+from prepare_numbers import CITIES, GIVEN, SURNAMES, join, messy_mobiles, pick  # noqa: E402
 
 import sms_provider.data.prepare as prepare_module  # noqa: E402
 import sms_provider.data.recipients as recipients_module  # noqa: E402
@@ -98,22 +98,13 @@ SUPPRESSED_SHARE = 0.002
 
 def phone_column(rng: np.random.Generator, rows: int) -> pa.Array:
     """Messy phone values as ``prepare_numbers`` makes them, then ~2 % repeated numbers."""
-    names = list(SHAPES)
-    weights = np.array([SHAPES[name] for name in names] + [1 - sum(SHAPES.values())])
-    names.append("clean")
-    shape = rng.choice(len(names), rows, p=weights)
-    order = np.argsort(shape, kind="stable")
-    counts = np.bincount(shape, minlength=len(names))
-    parts = [shaped(names[i], rng, int(counts[i])) for i in range(len(names)) if counts[i]]
-    inverse = np.empty(rows, dtype=np.int64)
-    inverse[order] = np.arange(rows)
-    mobile = pa.concat_arrays(parts).take(pa.array(inverse))
+    mobile, clean = messy_mobiles(rng, rows)
     # A merged list repeats people, often as the same cell, sometimes written another way.
     targets = np.flatnonzero(rng.random(rows) < DUPLICATE_SHARE)
     targets = targets[targets > 0]
     sources = np.maximum(0, targets - rng.integers(1, DUPLICATE_WINDOW + 1, targets.size))
     copied = mobile.take(pa.array(sources))
-    restyle = (rng.random(targets.size) < RESTYLED_SHARE) & (shape[sources] == len(names) - 1)
+    restyle = (rng.random(targets.size) < RESTYLED_SHARE) & clean[sources]
     copied = pc.if_else(pa.array(restyle), join("+86 ", copied), copied)
     mask = np.zeros(rows, dtype=bool)
     mask[targets] = True

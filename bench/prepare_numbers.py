@@ -124,9 +124,9 @@ def shaped(shape: str, rng: np.random.Generator, n: int) -> pa.Array:
     raise ValueError(shape)
 
 
-def write_input(path: Path, rows: int, seed: int) -> None:
-    """A recipient CSV: name, mobile, city, code -- rows in random order of shapes."""
-    rng = np.random.default_rng(seed)
+def messy_mobiles(rng: np.random.Generator, rows: int) -> tuple[pa.Array, np.ndarray]:
+    """Phone values in the mix of ``SHAPES``, in random order of shapes, and which of
+    them are plain clean mobiles."""
     names = list(SHAPES)
     weights = np.array([SHAPES[name] for name in names] + [1 - sum(SHAPES.values())])
     names.append("clean")
@@ -136,7 +136,13 @@ def write_input(path: Path, rows: int, seed: int) -> None:
     parts = [shaped(names[i], rng, int(counts[i])) for i in range(len(names)) if counts[i]]
     inverse = np.empty(rows, dtype=np.int64)
     inverse[order] = np.arange(rows)
-    mobile = pa.concat_arrays(parts).take(pa.array(inverse))
+    return pa.concat_arrays(parts).take(pa.array(inverse)), shape == len(names) - 1
+
+
+def write_input(path: Path, rows: int, seed: int) -> None:
+    """A recipient CSV: name, mobile, city, code -- rows in random order of shapes."""
+    rng = np.random.default_rng(seed)
+    mobile, _ = messy_mobiles(rng, rows)
     name = join(pick(rng, list(SURNAMES), rows), pick(rng, list(GIVEN), rows))
     table = pa.table({"name": name, "mobile": mobile, "city": pick(rng, CITIES, rows),
                       "code": pc.cast(pa.array(rng.integers(10**5, 10**6, rows)), pa.string())})
