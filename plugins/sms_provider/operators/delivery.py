@@ -40,9 +40,11 @@ class CollectDeliveryDataOperator(BaseOperator):
         root = data_root()
         out: dict[str, Any] = {"conn_id": self.sms_conn_id}
         with hook_for_connection(self.sms_conn_id).get_client() as client:
+            words = _opt_out_words()
             steps = [("reports", Capability.PULL_REPORTS, collect_reports),
                      ("reports", Capability.QUERY_REPORTS, collect_reports),
-                     ("inbound", Capability.INBOUND, collect_inbound),
+                     ("inbound", Capability.INBOUND,
+                      lambda c, r, i: collect_inbound(c, r, i, opt_out_words=words)),
                      ("balance", Capability.BALANCE, snapshot_balance)]
             for name, capability, step in steps:
                 if client.supports(capability) and name not in out:
@@ -53,6 +55,17 @@ class CollectDeliveryDataOperator(BaseOperator):
         for key, value in out.items():
             self.log.info("%-10s %s", key, value)
         return out
+
+
+def _opt_out_words() -> tuple[str, ...]:
+    """``SMS_OPT_OUT_WORDS`` (comma-separated) or the defaults: TD, T, 退订, STOP, ..."""
+    import os
+
+    from sms_provider.data.reports import DEFAULT_OPT_OUT_WORDS
+
+    raw = os.environ.get("SMS_OPT_OUT_WORDS", "")
+    words = tuple(w.strip() for w in raw.split(",") if w.strip())
+    return words or DEFAULT_OPT_OUT_WORDS
 
 
 def _counts(result: Any) -> dict[str, Any]:
