@@ -1,8 +1,10 @@
 """Exactly once across a crash: SIGKILL the process running the send task mid-shard,
 rerun the campaign, and check what the vendor really received.
 
-The simulator is told to accept some requests and drop their answers (so some
-chunks are ambiguous) and to be a little slow (so the kill lands mid-shard).
+The simulator accepts some requests and drops their answers (so some chunks
+are ambiguous), and holds one request (the 46th) for a few seconds: the test
+kills the sender while that request is on the wire, with nothing else in
+flight, so the kill lands mid-request every time rather than by chance.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tests.airflow_harness import ROOT, connection_env
 from tests.simulator_harness import SimulatorProcess
 
 RECIPIENTS = 3000
+HELD = 45  # the request after this many is held by the simulator while the sender dies
 RUNNER = """
 import json, sys
 sys.path[:0] = [{root!r}, {plugins!r}]
@@ -33,6 +36,11 @@ dag = load_dag(__import__("pathlib").Path({dagfile!r}), "sms_campaign")
 run = dag.test(run_conf=json.loads({conf!r}))
 print("RUN-STATE", run.state, flush=True)
 """
+
+
+def held_rule(sim: SimulatorProcess) -> dict:
+    rules = sim.http.get(sim.base_url + "/_sim/faults", timeout=10).json()["rules"]
+    return next(r for r in rules if r["skip"] == HELD)
 
 
 def write_recipients(path: Path) -> list[str]:
@@ -57,26 +65,31 @@ def start_run(conf: dict, env: dict, log: Path) -> subprocess.Popen:
 def test_sigkill_mid_shard_then_rerun_sends_every_recipient_exactly_once(
         sim: SimulatorProcess, airflow_db: None, tmp_path: Path) -> None:
     mobiles = write_recipients(tmp_path / "recipients.csv")
-    sim.faults({"kind": "accept_drop", "vendor": "eums", "path": "send", "probability": 0.2,
-                "seed": 11},
-               {"kind": "latency", "vendor": "eums", "path": "send", "latency_s": 0.03})
+    sim.faults({"kind": "latency", "vendor": "eums", "path": "send", "latency_s": 4.0,
+                "skip": HELD, "count": 1},
+               {"kind": "accept_drop", "vendor": "eums", "path": "send", "probability": 0.2,
+                "seed": 11})
     env = {**os.environ, "SMS_DATA_ROOT": str(tmp_path / "data"),
            **connection_env(sim.base_url, sim.config,
-                            extras={"eums": {"max_batch": 20, "send_concurrency": 2}})}
+                            extras={"eums": {"max_batch": 20, "send_concurrency": 1}})}
     env.pop("SMS_LEDGER_URL", None)
     conf = {"campaign_id": "crash-1", "recipients": str(tmp_path / "recipients.csv"),
             "conn_id": "sms_eums", "content": "【Shop】Flash sale today"}  # 150 requests of 20
 
     first = start_run(conf, env, tmp_path / "first.log")
     deadline = time.monotonic() + 120
-    while sim.count("eums") < RECIPIENTS * 0.3:
+    while held_rule(sim)["fired"] == 0:  # the 46th request has reached the vendor
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the send never got going"
-        time.sleep(0.1)
-    os.kill(first.pid, signal.SIGKILL)  # the task process dies mid-shard
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(first.pid, signal.SIGKILL)  # the task process dies mid-request, mid-shard
     first.wait()
-    killed_at = sim.count("eums")
-    assert killed_at < RECIPIENTS, "the kill came too late to test anything"
+    assert sim.count("eums") == HELD * 20  # the held request is still being processed
+    deadline = time.monotonic() + 30
+    while sim.count("eums") < (HELD + 1) * 20:  # ... and the vendor does accept it
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
     second = start_run(conf, env, tmp_path / "second.log")
     assert second.wait(300) == 0

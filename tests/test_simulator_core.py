@@ -74,6 +74,8 @@ def test_fault_count_and_matching() -> None:
     assert book.pick("eums", "/sendsms") is None
     assert book.pick("eims", "/getreport") is None
     assert [book.pick("eims", "/sendsms") is not None for _ in range(3)] == [True, True, False]
+    book.set([FaultRule(kind="drop", skip=2, count=1)])
+    assert [book.pick("eims", "/x") is not None for _ in range(4)] == [False, False, True, False]
     with pytest.raises(ValueError, match="unknown fault rule keys"):
         FaultRule.from_json({"kind": "drop", "vendorr": "x"})
 

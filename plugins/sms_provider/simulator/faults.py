@@ -2,7 +2,8 @@
 
 A rule matches requests by vendor and path substring and fires with a
 probability (drawn from its own seeded RNG, in request order) and/or for the
-next ``count`` matching requests. Kinds:
+next ``count`` matching requests, after letting the first ``skip`` matches
+pass (so a test can hold exactly the 46th send). Kinds:
 
 * ``latency``       sleep ``latency_s`` then answer normally
 * ``status``        answer HTTP ``status`` (default 503) without processing;
@@ -34,7 +35,9 @@ class FaultRule:
     status: int = 503
     after: bool = False
     seed: int = 0
+    skip: int = 0
     fired: int = 0
+    seen: int = 0
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -45,7 +48,7 @@ class FaultRule:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> FaultRule:
         allowed = {"kind", "vendor", "path", "probability", "count", "latency_s", "status",
-                   "after", "seed"}
+                   "after", "seed", "skip"}
         unknown = set(obj) - allowed
         if unknown:
             raise ValueError(f"unknown fault rule keys {sorted(unknown)}")
@@ -55,7 +58,7 @@ class FaultRule:
         return {"kind": self.kind, "vendor": self.vendor, "path": self.path,
                 "probability": self.probability, "count": self.count,
                 "latency_s": self.latency_s, "status": self.status, "after": self.after,
-                "seed": self.seed, "fired": self.fired}
+                "seed": self.seed, "skip": self.skip, "fired": self.fired}
 
 
 class FaultBook:
@@ -84,6 +87,9 @@ class FaultBook:
         with self._lock:
             for rule in self._rules:
                 if rule.vendor not in ("*", vendor) or rule.path not in path:
+                    continue
+                rule.seen += 1
+                if rule.seen <= rule.skip:
                     continue
                 if rule.count is not None and rule.fired >= rule.count:
                     continue
