@@ -5,6 +5,7 @@ Admin endpoints (all under ``/_sim/``, which no vendor uses):
 * ``GET  /_sim/health``                    vendors served
 * ``GET  /_sim/messages[?vendor=V]``       every accepted message
 * ``GET  /_sim/count[?vendor=V]``          how many were accepted (cheap to poll)
+* ``GET  /_sim/strays[?vendor=V]``         reports seeded for ids never issued
 * ``GET  /_sim/balance?vendor=V``          remaining charge items
 * ``GET|POST|DELETE /_sim/faults``         list / set rules (``{"rules": [...]}``) / clear
 * ``POST /_sim/mo``                        inject a reply ``{"vendor", "mobile", "content", ...}``
@@ -112,6 +113,14 @@ class Simulator:
             return SimResponse.json({"status": "ok", "vendors": sorted(self.vendors)})
         if action == "messages":
             return SimResponse.json(self.state.all_messages(req.query.get("vendor")))
+        if action == "strays":
+            vendor = req.query.get("vendor")
+            out = []
+            for name, vs in self.state.vendors.items():
+                if not vendor or name == vendor:
+                    with vs.lock:
+                        out.extend(m.as_json() for m in vs.strays)
+            return SimResponse.json(out)
         if action == "count":
             vendor = req.query.get("vendor")
             return SimResponse.json({"count": sum(

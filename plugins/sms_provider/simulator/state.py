@@ -38,7 +38,16 @@ DEFAULT_SIMULATION: dict[str, Any] = {
     "push_attempts": 5,
     "template_decision_s": 0.0,  # FMS: pending time before carriers decide
     "template_rejection_rate": 0.0,
+    # seeded discrepancies for reconciliation to find (all off by default)
+    "stray_report_rate": 0.0,       # share of accepted messages that also get a report
+                                    # for a message id the vendor never issued
+    "statistics_extra_submitted": 0,  # added to every day's submitted statistic
+    "overcharge_items": 0,          # items taken per accepted request beyond its charge
 }
+
+#: Appended to a real message id (and batch id) to make the id of a stray report:
+#: digits like the vendors' own ids, one longer than the id it copies.
+STRAY_SUFFIX = "9"
 
 
 def unit_hash(*parts: object) -> float:
@@ -136,6 +145,7 @@ class VendorState:
         self.by_id: dict[str, list[Message]] = {}
         self.balance = int(settings["balance"])
         self._report_heap: list[tuple[float, int, Message]] = []
+        self.strays: list[Message] = []  # reports for ids never issued, never charged
         self._mo: list[Inbound] = []
         self._mo_heap: list[tuple[float, int, Inbound]] = []
         self.templates: dict[str, SimTemplate] = {}
@@ -155,10 +165,12 @@ class VendorState:
         delay, jitter = float(s["report_delay_s"]), float(s["report_jitter_s"])
         seed = s["seed"]
         replies = float(s["mo_reply_rate"]) > 0
+        stray_rate = float(s.get("stray_report_rate", 0))
+        taken = cost + int(s.get("overcharge_items", 0))
         with self.lock:
-            if cost > self.balance:
-                raise InsufficientBalance(f"need {cost} items, have {self.balance}")
-            self.balance -= cost
+            if taken > self.balance:
+                raise InsufficientBalance(f"need {taken} items, have {self.balance}")
+            self.balance -= taken
             start = len(self.messages)
             out = []
             heap, by_id = self._report_heap, self.by_id
@@ -174,8 +186,23 @@ class VendorState:
                 heapq.heappush(heap, (due, seq, m))  # silent ones are skipped when taken
                 if replies:
                     self._maybe_reply(m)
+                if stray_rate and unit_hash(seed, "stray", msg_id) < stray_rate:
+                    self._add_stray(m)
             self.messages.extend(out)
         return out
+
+    def _add_stray(self, m: Message) -> None:
+        """A delivered report, due just after ``m``'s, for an id the vendor never issued.
+
+        Not a message of the account: not listed, not charged, not counted in the
+        statistics and not found by id; only the report queues hand it out.
+        """
+        stray = Message(-1 - len(self.strays), self.vendor, m.mobile, m.content,
+                        m.message_id + STRAY_SUFFIX, None, 0, m.submitted_at,
+                        m.batch_id + STRAY_SUFFIX if m.batch_id else None, dict(m.extra),
+                        m.due_at + 0.001, settings=m.settings, _outcome=DELIVERED)
+        self.strays.append(stray)
+        heapq.heappush(self._report_heap, (stray.due_at, stray.seq, stray))
 
     def _maybe_reply(self, m: Message) -> None:
         rate = float(self.settings["mo_reply_rate"])
@@ -254,14 +281,16 @@ class VendorState:
         """Per China-time day of submission: submitted/delivered/failed/unknown.
 
         A message counts as delivered or failed once its report is due, and as
-        unknown before that or when it will never be reported.
+        unknown before that or when it will never be reported. Every day's
+        ``submit`` is off by the ``statistics_extra_submitted`` setting.
         """
         now = time.time() if now is None else now
+        extra = int(self.settings.get("statistics_extra_submitted", 0))
         days: dict[str, dict[str, int]] = {}
         with self.lock:
             for m in self.messages:
                 day = datetime.fromtimestamp(m.submitted_at, CHINA_TZ).strftime("%Y%m%d")
-                row = days.setdefault(day, {"submit": 0, "delivrd": 0, "undeliv": 0,
+                row = days.setdefault(day, {"submit": extra, "delivrd": 0, "undeliv": 0,
                                             "unknown": 0})
                 row["submit"] += 1
                 if m.outcome == SILENT or m.due_at > now:
