@@ -74,30 +74,43 @@ class ContentTemplate:
                 f"content names column(s) {', '.join(missing)} that the recipient file lacks; "
                 f"its columns are: {', '.join(columns)}")
 
-    def render(self, table: pa.Table) -> pa.ChunkedArray:
+    def empties(self, table: pa.Table) -> dict[str, pa.ChunkedArray]:
+        """Per named column, true where its value is null, empty or only whitespace.
+
+        :meth:`render` and :meth:`empty_column` both need it: compute it once and
+        pass it to both.
+        """
+        result: dict[str, pa.ChunkedArray] = {}
+        for name in self.variables:
+            col = pc.cast(table[name], pa.string())
+            # all whitespace <=> trimming leaves nothing (same Unicode whitespace set)
+            blank = pc.or_(pc.equal(col, ""), pc.utf8_is_space(col))
+            result[name] = pc.fill_null(blank, True)
+        return result
+
+    def render(self, table: pa.Table,
+               empties: dict[str, pa.ChunkedArray] | None = None) -> pa.ChunkedArray:
         """Every row's text (null where a named column is empty)."""
         n = table.num_rows
         if not self.variables:
             return pa.chunked_array([pa.array([self.text.replace("{{", "{").replace("}}", "}")]
                                               * n if n else [], pa.string())])
-        args = []
-        for piece in self.pieces:
-            if isinstance(piece, str):
-                args.append(piece)
-            else:
-                col = pc.cast(table[piece[0]], pa.string())
-                args.append(pc.if_else(pc.equal(pc.utf8_trim_whitespace(col), ""), None, col))
+        if empties is None:
+            empties = self.empties(table)
+        values = {name: pc.if_else(empty, None, pc.cast(table[name], pa.string()))
+                  for name, empty in empties.items()}
+        args = [piece if isinstance(piece, str) else values[piece[0]] for piece in self.pieces]
         # null_handling="emit_null": one empty value makes the whole text null.
         return pc.binary_join_element_wise(*args, "", null_handling="emit_null")
 
-    def empty_column(self, table: pa.Table) -> pa.ChunkedArray:
+    def empty_column(self, table: pa.Table,
+                     empties: dict[str, pa.ChunkedArray] | None = None) -> pa.ChunkedArray:
         """Per row, the first named column that is empty (null where none is)."""
+        if empties is None:
+            empties = self.empties(table)
         result = pa.nulls(table.num_rows, pa.string())
         for name in reversed(self.variables):
-            col = pc.cast(table[name], pa.string())
-            empty = pc.or_kleene(pc.is_null(col),
-                                 pc.equal(pc.utf8_trim_whitespace(col), ""))
-            result = pc.if_else(pc.fill_null(empty, True), name, result)
+            result = pc.if_else(empties[name], name, result)
         return result
 
     def variables_json(self, table: pa.Table) -> pa.ChunkedArray:

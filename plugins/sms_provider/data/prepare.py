@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,20 +66,25 @@ def shard_count(rows: int, max_shards: int, min_shard_rows: int) -> int:
     return max(1, min(max_shards, math.ceil(rows / max(1, min_shard_rows))))
 
 
-def _first_reason(*candidates: tuple[pa.ChunkedArray | pa.Array, str | pa.Array]
-                  ) -> tuple[pa.Array, pa.Array]:
-    """Per row, the reason and detail of the first candidate whose mask is true."""
-    reason: pa.Array | pa.ChunkedArray | None = None
-    detail: pa.Array | pa.ChunkedArray | None = None
-    for mask, (code, extra) in reversed(candidates):  # type: ignore[misc]
-        mask = pc.fill_null(mask, False)
-        if reason is None:
-            reason = pc.if_else(mask, code, None)
-            detail = pc.if_else(mask, extra, None)
-        else:
-            reason = pc.if_else(mask, code, reason)
-            detail = pc.if_else(mask, extra, detail)
-    return reason, detail  # type: ignore[return-value]
+#: reason codes, in the order they are judged (the first one that applies wins)
+_NUMBER, _MISSING, _TOO_LONG, _DUPLICATE, _SUPPRESSED = 1, 2, 3, 4, 5
+_REASONS = pa.array([None, None, "missing_value", "content_too_long", "duplicate",
+                     "suppressed"], pa.string())
+_DETAILS = pa.array([None, "", None, None, "number already listed in an earlier row",
+                     "number is on the suppression list"], pa.string())
+
+
+def _mask(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean Arrow column as numpy, null counted as false."""
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _first_reason(*masks: np.ndarray, rows: int) -> np.ndarray:
+    """Per row, 1 + the index of the first mask that is true there, 0 where none is (int8)."""
+    codes = np.zeros(rows, dtype=np.int8)
+    for code in range(len(masks), 0, -1):
+        codes[masks[code - 1]] = code
+    return codes
 
 
 def load_suppressed(root: DataRoot) -> pa.Array:
@@ -106,44 +112,76 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
         mobile = check.national  # the mainland format, without a second mainland pass
     else:
         mobile = format_for_vendor(check, settings.vendor)
-    content = template.render(table)
-    empty_col = template.empty_column(table)
+    empties = template.empties(table)
+    content = template.render(table, empties)
     limit = settings.max_content_chars
-    too_long = (pc.greater(pc.utf8_length(content), limit) if limit
-                else pa.array([False] * table.num_rows))
-    number_ok = pc.is_null(check.reason)
-    content_ok = pc.and_(pc.is_valid(content), pc.invert(pc.fill_null(too_long, False)))
+    length = pc.utf8_length(content)
+    too_long = _mask(pc.greater(length, limit)) if limit else np.zeros(table.num_rows, bool)
+    number_bad = _mask(pc.is_valid(check.reason))
+    content_ok = _mask(pc.is_valid(content)) & ~too_long
     # Duplicates are judged among rows that would otherwise go out; the first row wins.
-    candidate = pc.and_(number_ok, content_ok)
+    candidate = ~number_bad & content_ok
     # Each vendor format maps one-to-one onto E.164, so duplicates are judged there.
-    dup = _duplicates(check.e164, candidate)
-    suppressed = pc.is_in(check.e164, value_set=load_suppressed(root))
-    reason, detail = _first_reason(
-        (pc.invert(number_ok), (check.reason, "")),
-        (pc.is_valid(empty_col), ("missing_value",
-                                  pc.binary_join_element_wise("empty column ", empty_col, ""))),
-        (too_long, ("content_too_long",
-                    pc.binary_join_element_wise(
-                        pc.cast(pc.utf8_length(content), pa.string()),
-                        f" characters, the limit is {limit}", ""))),
-        (dup, ("duplicate", "number already listed in an earlier row")),
-        (pc.fill_null(suppressed, False), ("suppressed", "number is on the suppression list")),
-    )
-    keep = pc.is_null(reason)
-    rejected = pa.table({
-        "row_number": table["row_number"], "raw_value": pc.cast(raw, pa.string()),
-        "reason": reason, "detail": detail,
-    }, schema=REJECTED_SCHEMA).filter(pc.invert(keep))
-    prepared = _prepared(table, settings, template, keep, mobile, check.e164, content)
-    _write(root, settings.campaign_id, prepared, rejected)
+    dup = _mask(_duplicates(check.e164, pa.array(candidate, pa.bool_())))
+    suppressed = _mask(pc.is_in(check.e164, value_set=load_suppressed(root)))
+    first_empty = _first_reason(*(_mask(empties[name]) for name in template.variables),
+                                rows=table.num_rows)
+    codes = _first_reason(number_bad, first_empty > 0, too_long, dup, suppressed,
+                          rows=table.num_rows)
+    rejected = _rejected(table, raw, codes, check.reason, first_empty, template.variables,
+                         length, limit)
+    kept = _Kept(table, np.flatnonzero(codes == 0), mobile, check.e164, content)
+    prepared, shards, items = _write(root, settings, kept, rejected)
     reasons = {r["values"]: r["counts"] for r in
                pc.value_counts(rejected["reason"]).to_pylist()} if rejected.num_rows else {}
     return PrepareSummary(
         campaign_id=settings.campaign_id, input_rows=table.num_rows,
-        prepared=prepared.num_rows, rejected=rejected.num_rows,
-        shards=_shard_numbers(prepared),
-        estimated_items=int(pc.sum(prepared["charge_items"]).as_py() or 0),
-        reasons=reasons, encoding=loaded.encoding)
+        prepared=prepared, rejected=rejected.num_rows, shards=list(range(shards)),
+        estimated_items=items, reasons=reasons, encoding=loaded.encoding)
+
+
+def _rejected(table: pa.Table, raw: pa.ChunkedArray | pa.Array, codes: np.ndarray,
+              number_reason: pa.ChunkedArray | pa.Array, first_empty: np.ndarray,
+              variables: list[str], length: pa.ChunkedArray | pa.Array,
+              limit: int | None) -> pa.Table:
+    """The rejected rows with their reason and detail, strings built for those rows only."""
+    rows = pa.array(np.flatnonzero(codes), pa.int64())
+    code = pa.array(codes[rows.to_numpy()], pa.int8())
+    reason = pc.take(_REASONS, code)
+    detail = pc.take(_DETAILS, code)
+    reason = pc.if_else(pc.equal(code, _NUMBER), pc.take(number_reason, rows), reason)
+    if variables:
+        names = pa.array([None, *variables], pa.string())
+        empty = pc.take(names, pa.array(first_empty[rows.to_numpy()], pa.int8()))
+        detail = pc.if_else(pc.equal(code, _MISSING),
+                            pc.binary_join_element_wise("empty column ", empty, ""), detail)
+    if limit:
+        chars = pc.cast(pc.take(length, rows), pa.string())
+        detail = pc.if_else(pc.equal(code, _TOO_LONG), pc.binary_join_element_wise(
+            chars, f" characters, the limit is {limit}", ""), detail)
+    # Filtered (not taken), the columns keep the source's chunks, and so the Parquet
+    # pages (cut at chunk boundaries too) come out as they always have.
+    rejected = pa.array(codes != 0, pa.bool_())
+    raw_value = pc.filter(pc.cast(raw, pa.string()), rejected)
+    return pa.table({
+        "row_number": pc.filter(table["row_number"], rejected),
+        "raw_value": raw_value,
+        "reason": _chunked_like(reason, raw_value), "detail": _chunked_like(detail, raw_value),
+    }, schema=REJECTED_SCHEMA)
+
+
+def _chunked_like(values: pa.Array | pa.ChunkedArray, like: pa.Array | pa.ChunkedArray
+                  ) -> pa.ChunkedArray:
+    """``values`` cut into chunks of the same lengths as ``like``'s (no copies)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(like, pa.ChunkedArray):
+        return pa.chunked_array([values], values.type)
+    chunks, offset = [], 0
+    for chunk in like.chunks:
+        chunks.append(values.slice(offset, len(chunk)))
+        offset += len(chunk)
+    return pa.chunked_array(chunks, values.type)
 
 
 def _duplicates(e164: pa.ChunkedArray | pa.Array, candidate: pa.ChunkedArray | pa.Array
@@ -162,66 +200,94 @@ def _duplicates(e164: pa.ChunkedArray | pa.Array, candidate: pa.ChunkedArray | p
     return pa.array(seen, pa.bool_())
 
 
-def _shard_numbers(prepared: pa.Table) -> list[int]:
-    """Shards are contiguous runs of rows: their numbers without reading the column."""
-    if prepared.num_rows == 0:
-        return []
-    return list(range(prepared["shard"][-1].as_py() + 1))
+@dataclass(frozen=True)
+class _Kept:
+    """The source columns and the positions of the rows that go out (ascending)."""
+
+    table: pa.Table
+    rows: np.ndarray
+    mobile: pa.ChunkedArray | pa.Array
+    e164: pa.ChunkedArray | pa.Array
+    content: pa.ChunkedArray | pa.Array
 
 
-def _prepared(table: pa.Table, settings: PrepareSettings, template: ContentTemplate,
-              keep: pa.Array, mobile: pa.Array, e164: pa.Array, content: pa.Array) -> pa.Table:
-    kept = table.filter(keep)
-    content = pc.filter(content, keep)
-    n = kept.num_rows
+def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, stop: int
+              ) -> pa.Table:
+    """Shard ``shard``: kept rows ``start`` to ``stop``, taken from the source columns.
+
+    Shards are contiguous runs of kept rows, so each is a filter of one contiguous
+    range of source rows.
+    """
+    n = stop - start
+    first, last = int(kept.rows[start]), int(kept.rows[stop - 1]) + 1
+    mask = np.zeros(last - first, dtype=bool)
+    mask[kept.rows[start:stop] - first] = True
+    keep = pa.array(mask, pa.bool_())
+
+    def take(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+        return pc.filter(column.slice(first, last - first), keep)
+
+    row_number = take(kept.table["row_number"])
+    content = take(kept.content)
     variables: pa.Array | pa.ChunkedArray
     if settings.template_variables is not None:
         fms = ContentTemplate.parse("".join("{" + v + "}" for v in settings.template_variables)
                                     or "x")
-        variables = (fms.variables_json(kept) if settings.template_variables
-                     else pa.array(["{}"] * n, pa.string()))
+        variables = (fms.variables_json(kept.table.slice(first, last - first).filter(keep))
+                     if settings.template_variables else pa.array(["{}"] * n, pa.string()))
     else:
         variables = pa.nulls(n, pa.string())
-    shards = shard_count(n, settings.max_shards, settings.min_shard_rows)
-    per_shard = max(1, math.ceil(n / shards))
-    position = pa.array(np.arange(n, dtype=np.int64))
     custom_ids = pc.binary_join_element_wise(
-        custom_id_prefix(settings.campaign_id), pc.cast(kept["row_number"], pa.string()), "")
+        custom_id_prefix(settings.campaign_id), pc.cast(row_number, pa.string()), "")
     return pa.table({
-        "row_number": kept["row_number"],
-        "mobile": pc.filter(mobile, keep),
-        "e164": pc.filter(e164, keep),
+        "row_number": row_number,
+        "mobile": take(kept.mobile),
+        "e164": take(kept.e164),
         "content": content,
         "variables": variables,
-        "charge_items": charge_items(content) if n else pa.array([], pa.int32()),
+        "charge_items": charge_items(content),
         "custom_id": custom_ids,
-        "shard": pc.cast(pc.divide(position, per_shard), pa.int32()),
+        "shard": pa.array(np.full(n, shard, dtype=np.int32)),
     }, schema=PREPARED_SCHEMA)
 
 
-def _rows_per_shard(prepared: pa.Table) -> int:
-    """Every shard but the last holds this many rows (see ``_prepared``)."""
-    shards = prepared["shard"]
-    if prepared.num_rows == 0:
-        return 1
-    last = shards[-1].as_py()
-    if last == 0:
-        return prepared.num_rows
-    return int(pc.sum(pc.equal(shards, 0)).as_py())
+def _write(root: DataRoot, settings: PrepareSettings, kept: _Kept, rejected: pa.Table
+           ) -> tuple[int, int, int]:
+    """Replace both datasets; stale shard files of an earlier, larger run go too.
 
-
-def _write(root: DataRoot, campaign_id: str, prepared: pa.Table, rejected: pa.Table) -> None:
-    """Replace both datasets; stale shard files of an earlier, larger run go too."""
+    Each shard is built and written by one job on a two-thread pool (Arrow and the
+    Parquet writer release the GIL). Returns the prepared rows, the number of shards
+    and the charge items.
+    """
+    campaign_id = settings.campaign_id
     for name in ("prepared", "rejected"):
         root.remove_dir(*root.campaign(campaign_id, name))
-    if prepared.num_rows == 0:
-        root.write_table(prepared, *root.campaign(campaign_id, "prepared", "part-00000.parquet"))
-    per_shard = _rows_per_shard(prepared)
-    for shard in _shard_numbers(prepared):
-        part = prepared.slice(shard * per_shard, per_shard)  # contiguous: no filter copies
+    n = len(kept.rows)
+    if n == 0:
+        empty = PREPARED_SCHEMA.empty_table()
+        root.write_table(empty, *root.campaign(campaign_id, "prepared", "part-00000.parquet"))
+        root.write_table(rejected, *root.campaign(campaign_id, "rejected", "part-00000.parquet"))
+        return 0, 0, 0
+    per_shard = max(1, math.ceil(n / shard_count(n, settings.max_shards,
+                                                 settings.min_shard_rows)))
+    shards = math.ceil(n / per_shard)
+
+    def job(shard: int) -> int:
+        start = shard * per_shard
+        part = _prepared(kept, settings, shard, start, min(n, start + per_shard))
         root.write_table(part, *root.campaign(campaign_id, "prepared",
                                               f"part-{shard:05d}.parquet"))
-    root.write_table(rejected, *root.campaign(campaign_id, "rejected", "part-00000.parquet"))
+        return int(pc.sum(part["charge_items"]).as_py() or 0)
+
+    def write_rejected() -> int:
+        root.write_table(rejected, *root.campaign(campaign_id, "rejected", "part-00000.parquet"))
+        return 0
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare-shard") as pool:
+        futures = [pool.submit(job, shard) for shard in range(shards)]
+        futures.append(pool.submit(write_rejected))
+        items = sum(future.result() for future in futures)
+    return n, shards, items
 
 
 def read_shard(root: DataRoot, campaign_id: str, shard: int) -> pa.Table:

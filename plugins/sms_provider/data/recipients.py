@@ -108,8 +108,11 @@ def load_recipients(path: str | os.PathLike[str], *,
         table = _read_parquet(local, mobile_column)
         fmt, encoding = "parquet", None
     else:
-        encoding = _detect_encoding(local)
-        table = _read_csv(local, encoding, mobile_column)
+        table = _read_utf8_csv(local, mobile_column)
+        encoding = "utf-8"
+        if table is None:  # a BOM, bytes that are not UTF-8, or a problem to report
+            encoding = _detect_encoding(local)
+            table = _read_csv(local, encoding, mobile_column)
         fmt = "csv"
     table = _with_row_numbers(local, table)
     metadata = {FORMAT_KEY: fmt.encode()}
@@ -250,7 +253,8 @@ def _first_undecodable(path: Path, encoding: str) -> tuple[int, bytes] | None:
 def _detect_encoding(path: Path) -> str:
     """BOM, else strict UTF-8 over every byte, else GB18030 (what Chinese Excel writes).
 
-    Every byte is checked here, so the reader need not check again.
+    Every byte is checked here, so the reader need not check again. A plain UTF-8
+    file never comes here: :func:`_read_utf8_csv` reads it, Arrow checking the bytes.
     """
     with path.open("rb") as handle:
         head = handle.read(4)
@@ -285,14 +289,48 @@ def _header(path: Path, encoding: str) -> list[str]:
     raise RecipientFileError(path, "the file is empty (no header row)")
 
 
-def _read_csv(path: Path, encoding: str, mobile_column: str) -> pa.Table:
+def _convert_options(names: list[str], *, check_utf8: bool) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                strings_can_be_null=False,
+                                quoted_strings_can_be_null=False,
+                                check_utf8=check_utf8)
+
+
+def _read_utf8_csv(path: Path, mobile_column: str) -> pa.Table | None:
+    """The common case, a plain UTF-8 file, with Arrow checking the bytes on its threads.
+
+    None when the file needs :func:`_detect_encoding`'s byte scan (a BOM, a head
+    that is not UTF-8, any value that is not) or fails in any other way: the full
+    path then reads it again and reports the problem with its line, as it always has.
+    Every byte outside the values is a delimiter, quote or line break, so checking
+    the header and the values checks the whole file.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    if head.startswith((_UTF8_BOM, *_UTF16_BOMS)):
+        return None
+    cut = head.rfind(b"\n") + 1 if len(head) == _HEAD_BYTES else len(head)
+    if cut == 0 or not _valid_utf8(head[:cut]):
+        return None  # the header is not UTF-8 (or longer than the head)
+    try:
+        return _read_csv(path, "utf-8", mobile_column, check_utf8=True)
+    except (RecipientFileError, pa.ArrowException):
+        return None
+
+
+def _read_csv(path: Path, encoding: str, mobile_column: str, *,
+              check_utf8: bool = False) -> pa.Table:
+    """Read with Arrow; ``check_utf8`` unless :func:`_detect_encoding` checked every byte.
+
+    With ``check_utf8`` a failure raises Arrow's own error (the caller falls back).
+    """
     names = _header(path, encoding)
     _require_column(path, names, mobile_column)
-    convert = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                   strings_can_be_null=False,
-                                   quoted_strings_can_be_null=False,
-                                   check_utf8=False)  # every byte was validated above
+    convert = _convert_options(names, check_utf8=check_utf8)
     parse = pacsv.ParseOptions(newlines_in_values=True)
+    if check_utf8:
+        return pacsv.read_csv(path, read_options=_read_options(encoding),
+                              parse_options=parse, convert_options=convert)
     try:
         return pacsv.read_csv(path, read_options=_read_options(encoding),
                               parse_options=parse, convert_options=convert)
