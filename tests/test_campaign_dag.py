@@ -183,3 +183,20 @@ def test_reasons_of_rejected_rows(campaign_dag, campaign_env) -> None:
         rejected["reason"]).flatten()], strict=True))
     assert counts == {"not_a_number": 1, "invalid_number": 1, "not_mobile": 2, "duplicate": 1,
                       "missing_value": 1}
+
+
+def test_dag_files_parse_without_the_data_plane() -> None:
+    """Scheduled campaign DAGs must stay cheap to parse: no pandas, pyarrow, phonenumbers."""
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\n"
+            "for f in ('sms_campaign', 'sms_scheduled_campaigns', 'sms_reports', "
+            "'sms_reconcile'):\n"
+            f"    runpy.run_path({str(ROOT / 'dags')!r} + '/' + f + '.py')\n"
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'phonenumbers') "
+            "if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**__import__("os").environ,
+                                          "PYTHONPATH": str(ROOT / "plugins")})
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -375,8 +375,9 @@ def _e164(mobiles: Sequence[str | None], vendors: Sequence[str | None]) -> list[
 
 
 def _suppressed(root: DataRoot) -> set[str]:
-    files = _parquet_files(root, "suppression")
-    return set(_scan(files, root, SUPPRESSION_SCHEMA, ["e164"])["e164"].to_pylist())
+    from sms_provider.data.prepare import load_suppressed  # the list prepare applies
+
+    return set(load_suppressed(root).to_pylist())
 
 
 # --- vendor statistics and balances ----------------------------------------------------

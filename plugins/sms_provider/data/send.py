@@ -43,10 +43,6 @@ from sms_provider.vendors.base import OutboundMessage, VendorClient
 
 log = logging.getLogger(__name__)
 
-class SendAborted(RuntimeError):
-    """Sending cannot go on (credentials, balance): a person must act, then rerun."""
-
-
 @dataclass(frozen=True)
 class Chunk:
     index: int
@@ -144,7 +140,7 @@ class ShardSender:
 
     def __init__(self, client: VendorClient, ledger: SendLedger, campaign_id: str, shard: int,
                  *, conn_id: str = "", template_id: str | None = None,
-                 template_text: str | None = None, concurrency: int = 4,
+                 concurrency: int = 4,
                  max_attempts: int = 3, backoff_s: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
@@ -153,7 +149,6 @@ class ShardSender:
         self.conn_id = conn_id
         self.shard = shard
         self.template_id = template_id
-        self.template_text = template_text
         self.concurrency = max(1, concurrency)
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s

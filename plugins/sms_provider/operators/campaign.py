@@ -1,6 +1,8 @@
 """The campaign's tasks. Each one wires a connection and the data root to a pure step.
 
-Operators pass paths and counts through XCom, never rows.
+Operators pass paths and counts through XCom, never rows. The data plane
+(pyarrow, pandas, phonenumbers) is imported inside ``execute``: DAG files that
+use these operators must stay cheap to parse.
 """
 
 from __future__ import annotations
@@ -8,25 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from sms_provider.campaign_config import QuietHours
-from sms_provider.data.content import ContentTemplate, ContentTemplateError
-from sms_provider.data.ledger import LedgerMismatchError
-from sms_provider.data.prepare import PrepareSettings, prepare, read_shard
-from sms_provider.data.recipients import RecipientFileError
-from sms_provider.data.schemas import SUBMISSION_SCHEMA
-from sms_provider.data.send import ShardSender, plan_chunks
 from sms_provider.hooks.sms import hook_for_connection
 from sms_provider.models import ApprovalState
-from sms_provider.runtime import data_root, local_recipients, open_ledger
 from sms_provider.vendors.base import Capability
 from sms_provider.vendors.registry import pipeline_settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FMS = "emay_fms"
 
@@ -58,6 +54,11 @@ class PrepareRecipientsOperator(BaseOperator):
         self.min_shard_rows = min_shard_rows
 
     def execute(self, context: Context) -> list[int]:
+        from sms_provider.data.content import ContentTemplate, ContentTemplateError
+        from sms_provider.data.prepare import PrepareSettings, prepare
+        from sms_provider.data.recipients import RecipientFileError
+        from sms_provider.runtime import data_root, local_recipients
+
         with hook_for_connection(self.sms_conn_id).get_client() as client:
             vendor, limit = client.vendor, getattr(client, "max_content_chars", None)
         root = data_root()
@@ -143,6 +144,8 @@ class FmsTemplateOperator(BaseOperator):
         self.approval_timeout = approval_timeout
 
     def execute(self, context: Context) -> str | None:
+        from sms_provider.data.content import ContentTemplate
+
         with hook_for_connection(self.sms_conn_id).get_client() as client:
             if client.vendor != FMS:
                 return self.template_id or ""
@@ -218,6 +221,11 @@ class SendShardOperator(BaseOperator):
         self.max_attempts = max_attempts
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from sms_provider.data.ledger import LedgerMismatchError
+        from sms_provider.data.prepare import read_shard
+        from sms_provider.data.send import ShardSender
+        from sms_provider.runtime import data_root, open_ledger
+
         root = data_root()
         shard = int(self.shard)
         table = read_shard(root, self.campaign_id, shard)
@@ -259,6 +267,11 @@ class SendShardOperator(BaseOperator):
 
 def _dry_run(client: Any, campaign_id: str, conn_id: str, shard: int, table: pa.Table
              ) -> pa.Table:
+    import pyarrow as pa
+
+    from sms_provider.data.schemas import SUBMISSION_SCHEMA
+    from sms_provider.data.send import plan_chunks
+
     chunks = plan_chunks(table, campaign_id=campaign_id, shard=shard,
                          max_batch=client.max_batch, personalised=client.personalised_batches,
                          custom_id_scope=client.custom_id_scope)
@@ -288,6 +301,10 @@ class CampaignSummaryOperator(BaseOperator):
         self.campaign_id = campaign_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        import pyarrow.compute as pc
+
+        from sms_provider.runtime import data_root
+
         root = data_root()
         out: dict[str, Any] = {"campaign_id": self.campaign_id}
         for name in ("prepared", "rejected", "submissions"):

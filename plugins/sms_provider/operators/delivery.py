@@ -12,7 +12,6 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator, Context
 
 from sms_provider.hooks.sms import hook_for_connection
-from sms_provider.runtime import data_root
 from sms_provider.vendors.base import Capability
 
 DELIVERY_DATA = Asset("sms_delivery_data")
@@ -36,6 +35,7 @@ class CollectDeliveryDataOperator(BaseOperator):
             collect_statistics,
             snapshot_balance,
         )
+        from sms_provider.runtime import data_root
 
         root = data_root()
         out: dict[str, Any] = {"conn_id": self.sms_conn_id}
@@ -88,6 +88,7 @@ class CompactPushesOperator(BaseOperator):
             return None
         from sms_provider.receiver.config import ReceiverConfig
         from sms_provider.receiver.landing import compact
+        from sms_provider.runtime import data_root
 
         result = compact(data_root(), ReceiverConfig.from_env())
         self.log.info("compacted: %s", result)
@@ -109,6 +110,7 @@ class ReconcileOperator(BaseOperator):
         from datetime import timedelta
 
         from sms_provider.data.reconcile import reconcile_all
+        from sms_provider.runtime import data_root
 
         ids = [self.campaign_id] if self.campaign_id else None
         results = reconcile_all(data_root(), ids,
