@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import pyarrow as pa
 import requests
@@ -171,8 +171,9 @@ def check_same_bodies(client: VendorClient, vendor: BenchVendor, chunks: Sequenc
                 raise SystemExit("the client sent nothing through its session")
             sent = requests.Request("POST", url, data=data).prepare().body
             sent_bytes = sent.encode() if isinstance(sent, str) else sent
+            seed = parse_qs(sent_bytes.decode())["seed"][0]
             if (url != base_url + vendor.path
-                    or sent_bytes != vendor.bodies(vendor, [chunk], data["seed"])[0]):
+                    or sent_bytes != vendor.bodies(vendor, [chunk], seed)[0]):
                 raise SystemExit(f"chunk {chunk.index}: the bare body differs from the "
                                  "client's request; the comparison would be unfair")
     finally:

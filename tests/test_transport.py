@@ -12,8 +12,12 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
+from urllib.parse import parse_qs
 
 import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sms_provider.errors import (
     AmbiguousError,
@@ -21,13 +25,20 @@ from sms_provider.errors import (
     RateLimitedError,
     RetryableError,
 )
-from sms_provider.vendors.transport import HttpSettings, HttpTransport, RateLimiter
+from sms_provider.vendors.transport import (
+    HttpSettings,
+    HttpTransport,
+    RateLimiter,
+    form_body,
+)
 from tests.simulator_harness import free_port
 
 
 class Misbehaving(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     client_ports: ClassVar[set[int]] = set()
+    #: (request line path, Content-Type, body) of each request, newest last
+    seen: ClassVar[list[tuple[str, str | None, bytes]]] = []
 
     def log_message(self, *args: object) -> None:
         pass
@@ -35,7 +46,7 @@ class Misbehaving(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.client_ports.add(self.client_address[1])
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
+        self.seen.append((self.path, self.headers.get("Content-Type"), self.rfile.read(length)))
         if self.path.startswith("/status/"):
             status = int(self.path.rsplit("/", 1)[1])
             self.send_response(status)
@@ -131,3 +142,43 @@ def test_rate_limiter_spaces_requests() -> None:
     for _ in range(100):
         unlimited.wait()
     assert time.monotonic() - started < 0.05
+
+
+_VALUES = st.one_of(st.none(), st.text(), st.binary(), st.integers(),
+                    st.lists(st.one_of(st.none(), st.text()), max_size=3))
+
+
+@given(st.dictionaries(st.text(min_size=1), _VALUES, max_size=5))
+def test_form_bodies_are_what_requests_would_send(fields: dict) -> None:
+    try:
+        expected = requests.Request("POST", "http://vendor.test/", data=fields).prepare().body
+    except UnicodeEncodeError:  # a lone surrogate: neither side can encode it
+        with pytest.raises(UnicodeEncodeError):
+            form_body(fields)
+        return
+    assert form_body(fields) == (expected or "")
+
+
+def test_a_form_goes_out_encoded_with_its_content_type(server: str) -> None:
+    fields = {"name": "acct", "sign": "a+b=c&d", "ver": 1,
+              "data": '{"dest":"13800000000,13800000001","content":"【店】100% ok"}'}
+    transport(server).request("POST", "/form", idempotent=False, data=fields)
+    path, content_type, body = Misbehaving.seen[-1]
+    assert (path, content_type) == ("/form", "application/x-www-form-urlencoded")
+    assert parse_qs(body.decode("ascii"), strict_parsing=True) == {
+        key: [str(value)] for key, value in fields.items()}
+
+
+def test_proxy_settings_of_the_environment_are_kept(server: str, monkeypatch) -> None:
+    """Read once when the client is made, the environment's proxy still carries requests."""
+    monkeypatch.setenv("HTTP_PROXY", server)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    t = transport("http://vendor.test:18080")
+    monkeypatch.delenv("HTTP_PROXY")
+    t.request("POST", "/via-proxy", idempotent=False, data={"a": "b"})
+    assert Misbehaving.seen[-1][0] == "http://vendor.test:18080/via-proxy"
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    transport(server).request("POST", "/direct", idempotent=False)
+    assert Misbehaving.seen[-1][0] == "/direct"

@@ -9,17 +9,23 @@ what certainly has not been sent.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
+import itertools
 import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sms_provider.data.ledger import (
     AMBIGUOUS,
@@ -43,12 +49,52 @@ from sms_provider.vendors.base import OutboundMessage, VendorClient
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
 class Chunk:
-    index: int
-    row_numbers: list[int]
-    messages: list[OutboundMessage]
-    fingerprint: str
+    """One request's worth of a shard: a run of planned rows, kept as Arrow columns.
+
+    A million-recipient shard held as Python message objects keeps the garbage
+    collector walking them for the whole send; as Arrow slices it costs nothing
+    until a worker builds the messages of the one request it is making.
+    """
+
+    __slots__ = ("fingerprint", "index", "rows")
+
+    def __init__(self, index: int, fingerprint: str, rows: pa.Table) -> None:
+        self.index = index
+        self.fingerprint = fingerprint
+        #: row_number, mobile, content, custom_id (as the vendor gets it), variables
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return self.rows.num_rows
+
+    def __repr__(self) -> str:
+        return (f"Chunk(index={self.index}, recipients={len(self)}, "
+                f"fingerprint={self.fingerprint!r})")
+
+    def column(self, name: str) -> list[Any]:
+        """One planned column as Python values (through numpy: several times faster
+        than ``to_pylist``, which makes an Arrow scalar per value)."""
+        return self.rows[name].to_numpy().tolist()
+
+    @property
+    def row_numbers(self) -> list[int]:
+        return self.column("row_number")
+
+    @property
+    def custom_ids(self) -> list[str | None]:
+        return self.column("custom_id")
+
+    @property
+    def messages(self) -> list[OutboundMessage]:
+        """The request's messages, built anew on each call (they are not kept)."""
+        variables = self.rows["variables"]
+        parsed = ([json.loads(v) if v else None for v in self.column("variables")]
+                  if variables.null_count < len(variables) else [None] * len(self))
+        return [OutboundMessage(mobile, content or "", custom_id, values)
+                for mobile, content, custom_id, values in zip(
+                    self.column("mobile"), self.column("content"), self.custom_ids, parsed,
+                    strict=True)]
 
 
 @dataclass
@@ -78,61 +124,165 @@ def plan_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int
 
 def iter_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int,
                 personalised: bool, custom_id_scope: str | None) -> Iterator[Chunk]:
-    """:func:`plan_chunks` one chunk at a time, so sending starts before planning ends."""
+    """:func:`plan_chunks` one chunk at a time.
+
+    Rows go by row number; unless the vendor personalises, rows of one content
+    go together, contents in the order they first appear. Each chunk's
+    fingerprint is the SHA-256 of its rows' lines (row number, mobile, content,
+    custom id, variables; tab-separated, ``None`` for a missing value), so a
+    rerun recognises its chunks and refuses changed ones.
+    """
+    planned, starts = _planned_rows(table, campaign_id=campaign_id, shard=shard,
+                                    max_batch=max_batch, personalised=personalised,
+                                    custom_id_scope=custom_id_scope)
+    offsets, data = _fingerprint_lines(planned)
+    for index, (start, stop) in enumerate(itertools.pairwise(starts)):
+        digest = hashlib.sha256(data[offsets[start]:offsets[stop] - 1]).hexdigest()[:32]
+        yield Chunk(index, digest, planned.slice(start, stop - start))
+
+
+_PLANNED_COLUMNS = ("row_number", "mobile", "content", "custom_id", "variables")
+
+
+def _planned_rows(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int,
+                  personalised: bool, custom_id_scope: str | None
+                  ) -> tuple[pa.Table, list[int]]:
+    """The rows in send order with the custom id each request carries, and where each
+    chunk starts (one entry more than there are chunks)."""
     table = table.sort_by("row_number")
     n = table.num_rows
 
-    def column(name: str, default: Any) -> list[Any]:
-        return table[name].to_pylist() if name in table.column_names else [default] * n
+    def column(name: str, default: pa.Array) -> pa.Array:
+        if name not in table.column_names:
+            return default
+        return pc.cast(table[name], pa.string() if name != "row_number" else pa.int64()
+                       ).combine_chunks()
 
-    row_numbers, mobiles = column("row_number", None), column("mobile", None)
-    contents, variables = column("content", ""), column("variables", None)
-    custom_ids = column("custom_id", None)
-    if personalised:
-        groups = [list(range(n))]
+    row_number = column("row_number", pa.nulls(n, pa.int64()))
+    mobile = column("mobile", pa.nulls(n, pa.string()))
+    content = column("content", pa.array([""] * n, pa.string()))
+    variables = column("variables", pa.nulls(n, pa.string()))
+    custom_id = column("custom_id", pa.nulls(n, pa.string()))
+    if personalised or n == 0:
+        order = None
+        group_sizes = np.array([n] if n else [], dtype=np.int64)
     else:
-        by_content: dict[str, list[int]] = {}
-        for i, content in enumerate(contents):
-            by_content.setdefault(content, []).append(i)
-        groups = list(by_content.values())
-    index = -1
-    for group in groups:
-        for start in range(0, len(group), max_batch):
-            index += 1
-            picked = group[start:start + max_batch]
-            if custom_id_scope == "request":
-                ref = request_reference(campaign_id, shard, index)
-                ids: list[str | None] = [ref] * len(picked)
-            elif custom_id_scope == "message":
-                ids = [custom_ids[i] for i in picked]
-            else:
-                ids = [None] * len(picked)
-            messages = [OutboundMessage(mobiles[i], contents[i] or "", cid,
-                                        json.loads(variables[i]) if variables[i] else None)
-                        for i, cid in zip(picked, ids, strict=True)]
-            text = "\n".join(f"{row_numbers[i]}\t{mobiles[i]}\t{contents[i]}\t{cid}\t"
-                             f"{variables[i]}" for i, cid in zip(picked, ids, strict=True))
-            yield Chunk(index, [row_numbers[i] for i in picked], messages,
-                        hashlib.sha256(text.encode()).hexdigest()[:32])
+        groups = pc.dictionary_encode(content, null_encoding="encode").indices.to_numpy()
+        order = np.argsort(groups, kind="stable")  # by first appearance, row order within
+        group_sizes = np.bincount(groups)
+    sizes = _chunk_sizes(group_sizes, max_batch)  # a chunk never spans two groups
+    chunk_of_row = np.repeat(np.arange(sizes.size), sizes)
+    starts = [0, *np.cumsum(sizes).tolist()]
+    planned = pa.table({"row_number": row_number, "mobile": mobile, "content": content,
+                        "custom_id": custom_id, "variables": variables})
+    if order is not None:
+        planned = planned.take(pa.array(order))
+    if custom_id_scope == "request":
+        refs = pa.array([request_reference(campaign_id, shard, index)
+                         for index in range(len(starts) - 1)], pa.string())
+        planned = planned.set_column(3, "custom_id", refs.take(pa.array(chunk_of_row)))
+    elif custom_id_scope != "message":
+        planned = planned.set_column(3, "custom_id", pa.nulls(n, pa.string()))
+    return planned, starts
+
+
+def _chunk_sizes(group_sizes: np.ndarray, max_batch: int) -> np.ndarray:
+    """Each group cut into requests of ``max_batch`` rows, the last one holding the rest."""
+    full, rest = np.divmod(group_sizes, max_batch)
+    counts = full + (rest > 0)
+    sizes = np.full(int(counts.sum()), max_batch, dtype=np.int64)
+    last = np.cumsum(counts) - 1
+    sizes[last[rest > 0]] = rest[rest > 0]
+    return sizes
+
+
+def _fingerprint_lines(planned: pa.Table) -> tuple[np.ndarray, memoryview]:
+    """Every planned row as its fingerprint line plus a newline, in one buffer.
+
+    Returns the line offsets and the bytes: a chunk's text is one contiguous
+    slice, hashed without a Python string per row.
+    """
+    none = pa.scalar("None", pa.large_string())
+    fields = [pc.fill_null(pc.cast(planned[name], pa.large_string()), none)
+              for name in _PLANNED_COLUMNS]  # 64-bit offsets: a shard may pass 2 GiB
+    tab, newline = pa.scalar("\t", pa.large_string()), pa.scalar("\n", pa.large_string())
+    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*fields, tab),
+                                        pa.scalar("", pa.large_string()), newline)
+    lines = lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
+    _, offsets_buffer, data_buffer = lines.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+        lines.offset:lines.offset + len(lines) + 1]
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    return offsets, data
 
 
 OUTCOME_FIELDS = ("message_id", "custom_id", "charge_items", "vendor_code", "status",
                   "description")
 
 
-def _outcome(subs: Sequence[Any]) -> dict[str, list[Any]]:
+def _outcome(subs: Sequence[Any]) -> dict[str, Any]:
     """Per recipient, by column: what the ledger keeps of a settled chunk."""
-    return {"message_id": [s.message_id for s in subs],
-            "custom_id": [s.custom_id for s in subs],
-            "charge_items": [s.charge_items for s in subs],
-            "vendor_code": [s.vendor_code for s in subs],
-            "status": [s.status.value for s in subs],
-            "description": [s.description for s in subs]}
+    return {"message_id": _stored([s.message_id for s in subs]),
+            "custom_id": _stored([s.custom_id for s in subs]),
+            "charge_items": _stored([s.charge_items for s in subs]),
+            "vendor_code": _stored([s.vendor_code for s in subs]),
+            "status": _stored([s.status.value for s in subs]),
+            "description": _stored([s.description for s in subs])}
 
 
-def _uniform(n: int, **values: Any) -> dict[str, list[Any]]:
-    return {name: list(values[name]) if isinstance(values[name], list)
-            else [values[name]] * n for name in OUTCOME_FIELDS}
+def _stored(values: list[Any]) -> Any:
+    """A column as the ledger keeps it: one value when every recipient shares it.
+
+    Most columns of a chunk are uniform (status, charge items, the request's
+    reference); a single value keeps the synced ledger write a third the size.
+    """
+    if values and values.count(values[0]) == len(values):
+        return values[0]
+    return values
+
+
+def outcome_column(outcome: dict[str, Any], name: str, n: int) -> list[Any]:
+    """One column of a stored outcome, a value per recipient."""
+    value = outcome.get(name)
+    return value if isinstance(value, list) else [value] * n
+
+
+def _uniform(n: int, **values: Any) -> dict[str, Any]:
+    return {name: values[name] for name in OUTCOME_FIELDS}
+
+
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+#: young-generation threshold while sending (Python's default is 700)
+SENDING_GC_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the young-generation collector less often while a shard is sent.
+
+    Each request makes thousands of short-lived objects (the answer's
+    entries, the messages, the submissions). At the default threshold the
+    collector runs in the middle of every request, finds them still alive,
+    promotes them, and so sets off full collections of the task's whole heap:
+    a third of the sender's CPU. Nothing sent creates lasting garbage cycles,
+    so collecting less often costs no memory to speak of. Senders on several
+    threads share one setting; the last one out restores the old one.
+    """
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(max(SENDING_GC_THRESHOLD, _gc_saved[0]), *_gc_saved[1:])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_saved is not None:
+                gc.set_threshold(*_gc_saved)
 
 
 class ShardSender:
@@ -165,7 +315,8 @@ class ShardSender:
     def run(self, table: pa.Table) -> ShardResult:
         chunks: list[Chunk] = []
         futures = []
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send") as pool:
+        with _fewer_collections(), ThreadPoolExecutor(self.concurrency,
+                                                      thread_name_prefix="sms-send") as pool:
             for chunk in self.plan(table):  # the first requests leave while planning goes on
                 chunks.append(chunk)
                 futures.append(pool.submit(self._send_chunk, chunk))
@@ -182,7 +333,7 @@ class ShardSender:
             if self._abort.is_set():
                 break
             go, record = self.ledger.begin_send(self.campaign_id, self.shard, chunk.index,
-                                                chunk.fingerprint, len(chunk.messages))
+                                                chunk.fingerprint, len(chunk))
             if not go:  # settled already, ambiguous, or another worker holds it
                 return record
             record, wait = self._attempt(chunk, record, attempt)
@@ -191,7 +342,7 @@ class ShardSender:
             if attempt + 1 < self.max_attempts and wait:
                 self.sleep(wait)
         return record or self.ledger.claim(self.campaign_id, self.shard, chunk.index,
-                                           chunk.fingerprint, len(chunk.messages))
+                                           chunk.fingerprint, len(chunk))
 
     def _attempt(self, chunk: Chunk, record: ChunkRecord, attempt: int
                  ) -> tuple[ChunkRecord, float]:
@@ -214,9 +365,7 @@ class ShardSender:
             self._abort.set()
             return finish(record, PENDING, error=str(exc)), 0
         except PermanentError as exc:
-            n = len(chunk.messages)
-            outcome = _uniform(n, message_id=None,
-                               custom_id=[m.custom_id for m in chunk.messages],
+            outcome = _uniform(len(chunk), message_id=None, custom_id=chunk.custom_ids,
                                charge_items=0, vendor_code=exc.code or type(exc).__name__,
                                status=REJECTED, description=str(exc))
             return finish(record, REJECTED, outcome=outcome, error=str(exc)), 0
@@ -224,9 +373,9 @@ class ShardSender:
             # Unknown failure after the intent: the request may have left.
             finish(record, AMBIGUOUS, error=f"unexpected {type(exc).__name__}")
             raise
-        if len(subs) != len(chunk.messages):
+        if len(subs) != len(chunk):
             return finish(record, AMBIGUOUS, error=(
-                f"vendor answered {len(subs)} results for {len(chunk.messages)} "
+                f"vendor answered {len(subs)} results for {len(chunk)} "
                 "recipients")), 0
         return finish(record, SENT, outcome=_outcome(subs)), 0
 
@@ -234,34 +383,48 @@ class ShardSender:
 def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
                  records: Sequence[ChunkRecord], *, conn_id: str = "", vendor: str = ""
                  ) -> ShardResult:
-    """Submissions of every settled chunk, from the ledger's outcomes, column by column."""
-    cols: dict[str, list[Any]] = {name: [] for name in SUBMISSION_SCHEMA.names}
+    """Submissions of every settled chunk: the plan's columns joined to the ledger's outcomes."""
     result = ShardResult()
+    settled: list[Chunk] = []
+    stamps: list[int] = []
+    outcomes: dict[str, list[Any]] = {name: [] for name in OUTCOME_FIELDS}
     for chunk, rec in zip(chunks, records, strict=True):
-        n = len(chunk.messages)
         if rec.state not in FINAL_STATES:
             result.unsent_chunks += 1
             if rec.last_error:
                 result.errors.append(f"chunk {chunk.index}: {rec.last_error}")
             continue
+        n = len(chunk)
         outcome = rec.outcome or _uniform(
-            n, message_id=None, custom_id=[m.custom_id for m in chunk.messages],
-            charge_items=0, vendor_code=None, status=AMBIGUOUS,
-            description=rec.last_error or "")
-        for name in ("campaign_id", "conn_id", "vendor", "shard", "chunk", "submitted_at"):
-            value = {"campaign_id": campaign_id, "conn_id": conn_id, "vendor": vendor,
-                     "shard": shard, "chunk": chunk.index,
-                     "submitted_at": int(rec.updated_at * 1000)}[name]
-            cols[name].extend([value] * n)
-        cols["row_number"].extend(chunk.row_numbers)
-        cols["mobile"].extend(m.mobile for m in chunk.messages)
-        cols["custom_id"].extend(
-            got if got is not None else m.custom_id
-            for got, m in zip(outcome["custom_id"], chunk.messages, strict=True))
-        for name in ("message_id", "charge_items", "vendor_code", "status"):
-            cols[name].extend(outcome[name])
-        cols["description"].extend(d or "" for d in outcome["description"])
-        for status in outcome["status"]:
-            result.counts[status] = result.counts.get(status, 0) + 1
-    result.table = pa.table(cols, schema=SUBMISSION_SCHEMA)
+            n, message_id=None, custom_id=None, charge_items=0, vendor_code=None,
+            status=AMBIGUOUS, description=rec.last_error or "")
+        for name in OUTCOME_FIELDS:
+            outcomes[name].extend(outcome_column(outcome, name, n))
+        settled.append(chunk)
+        stamps.append(int(rec.updated_at * 1000))
+    sizes = np.array([len(chunk) for chunk in settled], dtype=np.int64)
+    total = int(sizes.sum())
+
+    def planned(name: str) -> pa.ChunkedArray:
+        return pa.chunked_array([piece for c in settled for piece in c.rows[name].chunks],
+                                SUBMISSION_SCHEMA.field(name).type)
+
+    def repeated(value: Any) -> list[Any]:
+        return [value] * total
+
+    status = outcomes["status"]
+    result.counts = dict(Counter(status))
+    # the vendor's echo of our id where it gave one, else the id the request carried
+    custom_id = pc.coalesce(pa.array(outcomes["custom_id"], pa.string()),
+                            planned("custom_id").combine_chunks())
+    result.table = pa.table({
+        "campaign_id": repeated(campaign_id), "conn_id": repeated(conn_id),
+        "vendor": repeated(vendor), "shard": repeated(shard),
+        "chunk": np.repeat(np.array([c.index for c in settled], dtype=np.int32), sizes),
+        "row_number": planned("row_number"), "mobile": planned("mobile"),
+        "message_id": outcomes["message_id"], "custom_id": custom_id,
+        "charge_items": outcomes["charge_items"], "vendor_code": outcomes["vendor_code"],
+        "status": status, "description": [d or "" for d in outcomes["description"]],
+        "submitted_at": np.repeat(np.array(stamps, dtype=np.int64), sizes),
+    }, schema=SUBMISSION_SCHEMA)
     return result

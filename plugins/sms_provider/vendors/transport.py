@@ -13,10 +13,14 @@ is ever copied into ours: messages name the method and path only.
 
 from __future__ import annotations
 
+import codecs
 import logging
+import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -71,6 +75,75 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
     return isinstance(inner, NewConnectionError | ConnectionRefusedError)
 
 
+# --- form bodies ---------------------------------------------------------------------
+# requests encodes a dict body with urllib's quote_plus, which handles every byte in a
+# Python call: for a send of a thousand numbers that costs more than the rest of the
+# request. These produce the very same text with bytes.replace and one regex pass.
+
+_ALWAYS_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_PERCENT = [b"%%%02X" % byte for byte in range(256)]
+#: ASCII that quote_plus escapes; "%" goes first, on its own, and " " last (as "+")
+_ASCII_ESCAPES = tuple((bytes([byte]), _PERCENT[byte]) for byte in range(0x80)
+                       if byte not in _ALWAYS_SAFE and byte not in b"% ")
+_NON_ASCII_BYTES = re.compile(rb"[\x80-\xff]+")
+_FORM_ESCAPE = "sms-provider-form-escape"
+
+
+def _escape_run(match: re.Match[bytes]) -> bytes:
+    return b"".join([_PERCENT[byte] for byte in match.group()])
+
+
+def _escape_non_ascii(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a run of non-ASCII characters as its percent-escaped UTF-8.
+
+    The ASCII encoder finds the runs in C, so only those cost a Python call.
+    """
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    utf8 = error.object[error.start:error.end].encode("utf-8")
+    return "".join([f"%{byte:02X}" for byte in utf8]), error.end
+
+
+codecs.register_error(_FORM_ESCAPE, _escape_non_ascii)
+
+
+def quote_form(value: str | bytes) -> str:
+    """``urllib.parse.quote_plus(value)``: UTF-8, spaces as ``+``, all else but
+    letters, digits and ``_.-~`` percent-escaped."""
+    if isinstance(value, str):
+        if value.isascii() and value.isalnum():
+            return value  # names, keys, digests and stamps: nothing to escape
+        data = value.replace("%", "%25").encode("ascii", _FORM_ESCAPE)
+    else:
+        data = bytes(value).replace(b"%", b"%25")
+        if not data.isascii():
+            data = _NON_ASCII_BYTES.sub(_escape_run, data)
+    for raw, escaped in _ASCII_ESCAPES:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data.replace(b" ", b"+").decode("ascii")
+
+
+def form_body(fields: Mapping[str, Any]) -> str:
+    """An ``application/x-www-form-urlencoded`` body, as requests makes one of ``fields``.
+
+    A list or tuple value gives the key once per item; ``None`` leaves the
+    key (or item) out; other values are sent as ``str(value)``.
+    """
+    pairs = []
+    for key, values in fields.items():
+        for value in values if isinstance(values, list | tuple) else (values,):
+            if value is None:
+                continue
+            if not isinstance(value, str | bytes):
+                value = str(value)
+            pairs.append(f"{quote_form(key)}={quote_form(value)}")
+    return "&".join(pairs)
+
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
 class HttpTransport:
     """Keep-alive session plus failure classification for one vendor connection."""
 
@@ -83,7 +156,22 @@ class HttpTransport:
                               max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._read_environment_once()
         self.limiter = RateLimiter(settings.rate_limit)
+
+    def _read_environment_once(self) -> None:
+        """Take proxies, CA bundle and .netrc from the environment now, not per request.
+
+        requests scans ``os.environ`` for proxy settings on every request, which
+        costs more than the rest of our per-request work; the environment of a
+        task does not change between its requests.
+        """
+        session = self.session
+        found = session.merge_environment_settings(self.base_url, {}, None, None, None)
+        session.proxies.update(found["proxies"])
+        session.verify = found["verify"]
+        session.auth = requests.utils.get_netrc_auth(self.base_url)
+        session.trust_env = False
 
     def __repr__(self) -> str:
         return f"HttpTransport(vendor={self.vendor!r}, base_url={self.base_url!r})"
@@ -92,7 +180,7 @@ class HttpTransport:
         self.session.close()
 
     def request(self, method: str, path: str, *, idempotent: bool,
-                params: dict | None = None, data: bytes | str | dict | None = None,
+                params: dict | None = None, data: bytes | str | Mapping[str, Any] | None = None,
                 json_body: object | None = None,
                 headers: dict[str, str] | None = None) -> requests.Response:
         """Send one request; raise a taxonomy error for any transport-level failure.
@@ -101,6 +189,9 @@ class HttpTransport:
         """
         self.limiter.wait()
         url = self.base_url + path
+        if isinstance(data, Mapping):
+            data = form_body(data)
+            headers = {"Content-Type": FORM_CONTENT_TYPE, **(headers or {})}
         started = time.monotonic()
         try:
             resp = self.session.request(
