@@ -26,7 +26,7 @@ Client CPU is this process's CPU time; simulator CPU is read from ``/proc``.
 On a 2-core machine both share the cores, so client CPU is throughput lost.
 
     python bench/send.py [--recipients 1000000] [--vendor eums] [--batch N]
-                         [--concurrency 4] [--no-ledger-share]
+                         [--concurrency 4] [--repeat 1] [--no-ledger-share]
 """
 
 from __future__ import annotations
@@ -393,6 +393,9 @@ def main() -> int:
                         help="recipients per request (default: the vendor's limit)")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="requests in flight, for both paths")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="alternate bare and send passes this many times and compare "
+                             "the fastest of each (the machine may be shared)")
     parser.add_argument("--ledger-share", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the send path with the ledger on tmpfs and in memory")
     args = parser.parse_args()
@@ -400,6 +403,8 @@ def main() -> int:
         parser.error("--recipients must be between 1 and 100000000")
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     vendor = VENDORS[args.vendor]
     n = args.recipients
 
@@ -412,39 +417,33 @@ def main() -> int:
         workdir = Path(tmp)
         shm = (Path(stack.enter_context(tempfile.TemporaryDirectory(dir=TMPFS)))
                if TMPFS.is_dir() else None)
+        passes = iter(range(10**6))
 
-        # The bare loop: its bodies are built (and checked) before the clock starts.
-        with FreshSimulator(workdir / "sim-bare", args.vendor, vendor) as sim:
-            client = make_client(args.vendor, vendor, sim, args.batch)
-            chunks = plan_chunks(table, campaign_id=CAMPAIGN, shard=0,
-                                 max_batch=client.max_batch,
-                                 personalised=client.personalised_batches,
-                                 custom_id_scope=client.custom_id_scope)
-            check_same_bodies(client, vendor, chunks, sim.base_url)
-            client.close()
-            bodies = vendor.bodies(vendor, chunks, china_stamp())
-            print(f"{len(chunks):,} requests of up to {len(chunks[0].messages):,} "
-                  f"recipients, {args.concurrency} in flight; bodies identical to the client's")
-            cpu, sim_cpu = time.process_time(), simulator_cpu(sim)
-            seconds = bare_loop(sim.base_url + vendor.path, bodies, args.concurrency)
-            cpu, sim_cpu = time.process_time() - cpu, _delta(simulator_cpu(sim), sim_cpu)
-            check_count(sim, args.vendor, n, "bare loop")
-            requests_sent = len(chunks)
-            runs.append(Run("bare requests loop", n, requests_sent, seconds, cpu, sim_cpu))
-            # A million planned messages left alive would slow the send path's
-            # garbage collections below, which no real send task carries.
-            del bodies, chunks
+        def bare_pass() -> None:
+            # The bare loop: its bodies are built (and checked) before the clock starts.
+            with FreshSimulator(workdir / f"sim-{next(passes)}", args.vendor, vendor) as sim:
+                client = make_client(args.vendor, vendor, sim, args.batch)
+                chunks = plan_chunks(table, campaign_id=CAMPAIGN, shard=0,
+                                     max_batch=client.max_batch,
+                                     personalised=client.personalised_batches,
+                                     custom_id_scope=client.custom_id_scope)
+                check_same_bodies(client, vendor, chunks, sim.base_url)
+                client.close()
+                bodies = vendor.bodies(vendor, chunks, china_stamp())
+                if not runs:
+                    print(f"{len(chunks):,} requests of up to {len(chunks[0]):,} recipients, "
+                          f"{args.concurrency} in flight; bodies identical to the client's")
+                cpu, sim_cpu = time.process_time(), simulator_cpu(sim)
+                seconds = bare_loop(sim.base_url + vendor.path, bodies, args.concurrency)
+                cpu, sim_cpu = time.process_time() - cpu, _delta(simulator_cpu(sim), sim_cpu)
+                check_count(sim, args.vendor, n, "bare loop")
+                runs.append(Run(BARE, n, len(chunks), seconds, cpu, sim_cpu))
+                # A million planned messages left alive would slow the send path's
+                # garbage collections below, which no real send task carries.
+                del bodies, chunks
 
-        ledgers: list[tuple[str, Callable[[], SendLedger]]] = [
-            ("send path, ledger file", lambda: SendLedger(
-                f"sqlite:///{workdir / 'ledger.sqlite'}"))]
-        if args.ledger_share and shm is not None:
-            ledgers.append(("send path, ledger tmpfs",
-                            lambda: SendLedger(f"sqlite:///{shm / 'ledger.sqlite'}")))
-        if args.ledger_share:
-            ledgers.append(("send path, no ledger", MemoryLedger))
-        for i, (label, open_ledger) in enumerate(ledgers):
-            with FreshSimulator(workdir / f"sim-{i}", args.vendor, vendor) as sim:
+        def send_pass(label: str, open_ledger: Callable[[], SendLedger]) -> None:
+            with FreshSimulator(workdir / f"sim-{next(passes)}", args.vendor, vendor) as sim:
                 client = make_client(args.vendor, vendor, sim, args.batch)
                 ledger = open_ledger()
                 try:
@@ -458,7 +457,18 @@ def main() -> int:
                 if not result.complete or result.counts != {"submitted": n}:
                     raise SystemExit(f"{label}: {result.counts}, errors {result.errors[:3]}")
                 check_count(sim, args.vendor, n, label)
-                runs.append(Run(label, n, requests_sent, seconds, cpu, sim_cpu, phases, sending))
+                runs.append(Run(label, n, runs[0].requests, seconds, cpu, sim_cpu, phases,
+                                sending))
+
+        for i in range(args.repeat):  # alternated, so a busy spell hits both paths alike
+            bare_pass()
+            send_pass(LEDGER_FILE, lambda i=i: SendLedger(
+                f"sqlite:///{workdir / f'ledger-{i}.sqlite'}"))
+        if args.ledger_share and shm is not None:
+            send_pass("send path, ledger tmpfs",
+                      lambda: SendLedger(f"sqlite:///{shm / 'ledger.sqlite'}"))
+        if args.ledger_share:
+            send_pass("send path, no ledger", MemoryLedger)
 
     print(HEADER)
     for run in runs:
@@ -472,9 +482,17 @@ def _delta(after: float | None, before: float | None) -> float | None:
     return None if after is None or before is None else after - before
 
 
+BARE = "bare requests loop"
+LEDGER_FILE = "send path, ledger file"
+
+
 def report(runs: Sequence[Run]) -> None:
-    """The ratio against the target, and the ledger's share where it was measured."""
-    bare, ours = runs[0], runs[1]
+    """The ratio of the fastest passes against the target, and the ledger's share."""
+    bare = min((r for r in runs if r.label == BARE), key=lambda r: r.seconds)
+    ours = min((r for r in runs if r.label == LEDGER_FILE), key=lambda r: r.seconds)
+    repeated = sum(r.label == BARE for r in runs) > 1
+    if repeated:
+        print(f"fastest of {sum(r.label == BARE for r in runs)} alternated passes each:")
     ratio = bare.seconds / ours.seconds
     verdict = "meets" if ratio >= TARGET else "BELOW"
     print(f"send path / bare loop: {ratio:.1%} of the bare loop's throughput "
@@ -482,7 +500,7 @@ def report(runs: Sequence[Run]) -> None:
     if ours.send_seconds:
         print(f"  send phase alone (without plan and result): "
               f"{bare.seconds / ours.send_seconds:.1%} of the bare loop")
-    by_label = {r.label: r for r in runs}
+    by_label = {r.label: r for r in runs if r.label not in (BARE, LEDGER_FILE)}
     tmpfs, memory = by_label.get("send path, ledger tmpfs"), by_label.get("send path, no ledger")
     if memory:
         print(f"ledger share of the send path's wall time: "

@@ -9,10 +9,11 @@ extra columns, so nothing a vendor told us is thrown away.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -48,6 +49,58 @@ class Submission:
     vendor_code: str = "0"
     status: SubmissionStatus = SubmissionStatus.SUBMITTED
     description: str = ""
+
+
+class AcceptedBatch(Sequence[Submission]):
+    """A request's submissions when the vendor took every recipient, kept by column.
+
+    It reads like a list of :class:`Submission` (each one made on access) but
+    costs no object per recipient: the send path, which handles every
+    recipient of a campaign, reads the columns through :meth:`by_column`.
+    """
+
+    __slots__ = ("charge_items", "custom_id", "message_ids", "mobiles")
+
+    def __init__(self, mobiles: list[str], message_ids: list[str], custom_id: str | None,
+                 charge_items: list[int]) -> None:
+        if not len(mobiles) == len(message_ids) == len(charge_items):
+            raise ValueError("columns of different lengths")
+        self.mobiles = mobiles
+        self.message_ids = message_ids
+        self.custom_id = custom_id
+        self.charge_items = charge_items
+
+    def __len__(self) -> int:
+        return len(self.mobiles)
+
+    @overload
+    def __getitem__(self, index: int) -> Submission: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Submission]: ...
+
+    def __getitem__(self, index: int | slice) -> Submission | list[Submission]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return Submission(self.mobiles[index], self.message_ids[index], self.custom_id,
+                          self.charge_items[index])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable columns, like a list
+
+    def __repr__(self) -> str:
+        return f"AcceptedBatch({len(self)} submissions, custom_id={self.custom_id!r})"
+
+    def by_column(self) -> dict[str, Any]:
+        """Each :class:`Submission` field as a list, or one value every recipient shares."""
+        return {"mobile": self.mobiles, "message_id": self.message_ids,
+                "custom_id": self.custom_id, "charge_items": self.charge_items,
+                "vendor_code": "0", "status": SubmissionStatus.SUBMITTED.value,
+                "description": ""}
 
 
 @dataclass(frozen=True, slots=True)

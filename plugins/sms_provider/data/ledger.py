@@ -18,8 +18,10 @@ default, PostgreSQL for deployments with several workers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,17 @@ chunks_table = sa.Table(
     sa.Column("intent_at", sa.Float),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+
+# The two statements every request runs, built once: constructing SQLAlchemy
+# expressions per call cost more than SQLite's own work.
+_c = chunks_table.c
+_KEY = sa.and_(_c.campaign_id == sa.bindparam("k_campaign"), _c.shard == sa.bindparam("k_shard"),
+               _c.chunk == sa.bindparam("k_chunk"))
+_INSERT_INTENT = chunks_table.insert()
+_FINISH = (chunks_table.update().where(_KEY, _c.state == INTENT)
+           .values(state=sa.bindparam("v_state"), outcome=sa.bindparam("v_outcome"),
+                   last_error=sa.bindparam("v_error"), updated_at=sa.bindparam("v_at")))
 
 
 class LedgerMismatchError(RuntimeError):
@@ -105,6 +118,11 @@ class SendLedger:
         #: intent commit flushes the WAL entries before it anyway
         self._relaxed = (_engine(url, synchronous="NORMAL") if url.startswith("sqlite")
                          else self.engine)
+        #: SQLite takes one writer at a time and makes the others poll with sleeps of
+        #: 1, 2, 5, 10 ms and more; send threads of one process queue here instead and
+        #: get the lock the moment it is free (other processes still meet SQLite's lock)
+        self._writing: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if url.startswith("sqlite") else contextlib.nullcontext())
         _metadata.create_all(self.engine)
 
     def __repr__(self) -> str:
@@ -132,7 +150,7 @@ class SendLedger:
         A record left in ``intent`` by a dead process turns ``ambiguous`` here.
         """
         key = self._key(campaign_id, shard, chunk)
-        with self._relaxed.begin() as conn:
+        with self._writing, self._relaxed.begin() as conn:
             row = conn.execute(sa.select(chunks_table).where(key)).first()
             if row is None:
                 conn.execute(chunks_table.insert().values(
@@ -170,15 +188,15 @@ class SendLedger:
         values = dict(campaign_id=campaign_id, shard=shard, chunk=chunk,
                       fingerprint=fingerprint, recipients=recipients)
         try:
-            with self.engine.begin() as conn:
-                conn.execute(chunks_table.insert().values(
-                    **values, state=INTENT, attempts=1, intent_at=now, updated_at=now))
+            with self._writing, self.engine.begin() as conn:
+                conn.execute(_INSERT_INTENT, {**values, "state": INTENT, "attempts": 1,
+                                              "intent_at": now, "updated_at": now})
             return True, ChunkRecord(**values, state=INTENT, attempts=1, last_error=None,
                                      outcome=None, updated_at=now)
         except sa.exc.IntegrityError:
             pass  # known chunk: a retry, a rerun, or a concurrent worker
         key = self._key(campaign_id, shard, chunk)
-        with self.engine.begin() as conn:
+        with self._writing, self.engine.begin() as conn:
             row = self._settle_stale(
                 conn, conn.execute(sa.select(chunks_table).where(key)).one(), fingerprint)
             if row.state != PENDING:
@@ -196,13 +214,14 @@ class SendLedger:
         if state not in (PENDING, *FINAL_STATES):
             raise ValueError(f"cannot finish a chunk in state {state!r}")
         now = time.time()
-        key = self._key(record.campaign_id, record.shard, record.chunk)
-        with self._relaxed.begin() as conn:
-            done = conn.execute(
-                chunks_table.update().where(key, chunks_table.c.state == INTENT)
-                .values(state=state, outcome=json.dumps(outcome) if outcome is not None
-                        else None, last_error=error, updated_at=now)).rowcount == 1
+        with self._writing, self._relaxed.begin() as conn:
+            done = conn.execute(_FINISH, {
+                "k_campaign": record.campaign_id, "k_shard": record.shard,
+                "k_chunk": record.chunk, "v_state": state,
+                "v_outcome": json.dumps(outcome) if outcome is not None else None,
+                "v_error": error, "v_at": now}).rowcount == 1
             if not done:  # someone settled it meanwhile (a rerun marked it ambiguous)
+                key = self._key(record.campaign_id, record.shard, record.chunk)
                 return self._record(conn.execute(sa.select(chunks_table).where(key)).one())
         return dataclasses.replace(record, state=state, outcome=outcome, last_error=error,
                                    updated_at=now)

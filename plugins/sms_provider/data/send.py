@@ -45,7 +45,8 @@ from sms_provider.errors import (
     RateLimitedError,
     RetryableError,
 )
-from sms_provider.vendors.base import OutboundMessage, VendorClient
+from sms_provider.models import AcceptedBatch, Submission
+from sms_provider.vendors.base import OutboundBatch, VendorClient
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,15 @@ class Chunk:
         return self.column("custom_id")
 
     @property
-    def messages(self) -> list[OutboundMessage]:
+    def messages(self) -> OutboundBatch:
         """The request's messages, built anew on each call (they are not kept)."""
         variables = self.rows["variables"]
         parsed = ([json.loads(v) if v else None for v in self.column("variables")]
                   if variables.null_count < len(variables) else [None] * len(self))
-        return [OutboundMessage(mobile, content or "", custom_id, values)
-                for mobile, content, custom_id, values in zip(
-                    self.column("mobile"), self.column("content"), self.custom_ids, parsed,
-                    strict=True)]
+        contents = self.column("content")
+        if None in contents:
+            contents = [content or "" for content in contents]
+        return OutboundBatch(self.column("mobile"), contents, self.custom_ids, parsed)
 
 
 @dataclass
@@ -107,6 +108,7 @@ class ShardResult:
     @property
     def complete(self) -> bool:
         return self.unsent_chunks == 0
+
 
 
 def request_reference(campaign_id: str, shard: int, chunk: int) -> str:
@@ -135,12 +137,24 @@ def iter_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int
     planned, starts = _planned_rows(table, campaign_id=campaign_id, shard=shard,
                                     max_batch=max_batch, personalised=personalised,
                                     custom_id_scope=custom_id_scope)
-    offsets, data = _fingerprint_lines(planned)
-    for index, (start, stop) in enumerate(itertools.pairwise(starts)):
-        digest = hashlib.sha256(data[offsets[start]:offsets[stop] - 1]).hexdigest()[:32]
-        yield Chunk(index, digest, planned.slice(start, stop - start))
+    index = 0
+    chunks = len(starts) - 1
+    while index < chunks:  # lines a block at a time: the first request leaves sooner
+        last = index
+        while last < chunks and starts[last + 1] - starts[index] <= _FINGERPRINT_BLOCK_ROWS:
+            last += 1
+        last = max(last, index + 1)
+        base = starts[index]
+        offsets, data = _fingerprint_lines(planned.slice(base, starts[last] - base))
+        for i in range(index, last):
+            start, stop = starts[i] - base, starts[i + 1] - base
+            digest = hashlib.sha256(data[offsets[start]:offsets[stop] - 1]).hexdigest()[:32]
+            yield Chunk(i, digest, planned.slice(starts[i], starts[i + 1] - starts[i]))
+        index = last
 
 
+#: rows whose fingerprint lines are built at once
+_FINGERPRINT_BLOCK_ROWS = 1 << 15
 _PLANNED_COLUMNS = ("row_number", "mobile", "content", "custom_id", "variables")
 
 
@@ -149,27 +163,28 @@ def _planned_rows(table: pa.Table, *, campaign_id: str, shard: int, max_batch: i
                   ) -> tuple[pa.Table, list[int]]:
     """The rows in send order with the custom id each request carries, and where each
     chunk starts (one entry more than there are chunks)."""
-    table = table.sort_by("row_number")
+    if not _ascending(table["row_number"]):  # prepared shards already are: no copy
+        table = table.sort_by("row_number")
     n = table.num_rows
 
-    def column(name: str, default: pa.Array) -> pa.Array:
-        if name not in table.column_names:
-            return default
-        return pc.cast(table[name], pa.string() if name != "row_number" else pa.int64()
-                       ).combine_chunks()
+    def column(name: str, kind: pa.DataType, default: pa.Array) -> pa.ChunkedArray | pa.Array:
+        return pc.cast(table[name], kind) if name in table.column_names else default
 
-    row_number = column("row_number", pa.nulls(n, pa.int64()))
-    mobile = column("mobile", pa.nulls(n, pa.string()))
-    content = column("content", pa.array([""] * n, pa.string()))
-    variables = column("variables", pa.nulls(n, pa.string()))
-    custom_id = column("custom_id", pa.nulls(n, pa.string()))
+    row_number = column("row_number", pa.int64(), pa.nulls(n, pa.int64()))
+    mobile = column("mobile", pa.string(), pa.nulls(n, pa.string()))
+    content = column("content", pa.string(), pa.array([""] * n, pa.string()))
+    variables = column("variables", pa.string(), pa.nulls(n, pa.string()))
+    custom_id = column("custom_id", pa.string(), pa.nulls(n, pa.string()))
+    order = None
     if personalised or n == 0:
-        order = None
         group_sizes = np.array([n] if n else [], dtype=np.int64)
     else:
-        groups = pc.dictionary_encode(content, null_encoding="encode").indices.to_numpy()
-        order = np.argsort(groups, kind="stable")  # by first appearance, row order within
-        group_sizes = np.bincount(groups)
+        groups = pc.dictionary_encode(content, null_encoding="encode")
+        codes = (np.concatenate([chunk.indices.to_numpy() for chunk in groups.chunks])
+                 if isinstance(groups, pa.ChunkedArray) else groups.indices.to_numpy())
+        if np.any(codes[1:] < codes[:-1]):  # some content comes back after another
+            order = np.argsort(codes, kind="stable")  # by first appearance, rows in order
+        group_sizes = np.bincount(codes)
     sizes = _chunk_sizes(group_sizes, max_batch)  # a chunk never spans two groups
     chunk_of_row = np.repeat(np.arange(sizes.size), sizes)
     starts = [0, *np.cumsum(sizes).tolist()]
@@ -184,6 +199,11 @@ def _planned_rows(table: pa.Table, *, campaign_id: str, shard: int, max_batch: i
     elif custom_id_scope != "message":
         planned = planned.set_column(3, "custom_id", pa.nulls(n, pa.string()))
     return planned, starts
+
+
+def _ascending(values: pa.ChunkedArray | pa.Array) -> bool:
+    numbers = values.to_numpy()
+    return bool(np.all(numbers[1:] >= numbers[:-1]))
 
 
 def _chunk_sizes(group_sizes: np.ndarray, max_batch: int) -> np.ndarray:
@@ -220,8 +240,12 @@ OUTCOME_FIELDS = ("message_id", "custom_id", "charge_items", "vendor_code", "sta
                   "description")
 
 
-def _outcome(subs: Sequence[Any]) -> dict[str, Any]:
+def _outcome(subs: Sequence[Submission]) -> dict[str, Any]:
     """Per recipient, by column: what the ledger keeps of a settled chunk."""
+    if isinstance(subs, AcceptedBatch):
+        columns = subs.by_column()
+        return {name: _stored(columns[name]) if isinstance(columns[name], list)
+                else columns[name] for name in OUTCOME_FIELDS}
     return {"message_id": _stored([s.message_id for s in subs]),
             "custom_id": _stored([s.custom_id for s in subs]),
             "charge_items": _stored([s.charge_items for s in subs]),
@@ -315,14 +339,14 @@ class ShardSender:
     def run(self, table: pa.Table) -> ShardResult:
         chunks: list[Chunk] = []
         futures = []
-        with _fewer_collections(), ThreadPoolExecutor(self.concurrency,
-                                                      thread_name_prefix="sms-send") as pool:
-            for chunk in self.plan(table):  # the first requests leave while planning goes on
-                chunks.append(chunk)
-                futures.append(pool.submit(self._send_chunk, chunk))
-            records = [f.result() for f in futures]
-        result = build_result(self.campaign_id, self.shard, chunks, records,
-                              conn_id=self.conn_id, vendor=self.client.vendor)
+        with _fewer_collections():
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send") as pool:
+                for chunk in self.plan(table):  # the first requests leave while planning
+                    chunks.append(chunk)
+                    futures.append(pool.submit(self._send_chunk, chunk))
+                records = [f.result() for f in futures]
+            result = build_result(self.campaign_id, self.shard, chunks, records,
+                                  conn_id=self.conn_id, vendor=self.client.vendor)
         if self._abort_reason:
             result.errors.insert(0, self._abort_reason)
         return result
@@ -383,11 +407,18 @@ class ShardSender:
 def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
                  records: Sequence[ChunkRecord], *, conn_id: str = "", vendor: str = ""
                  ) -> ShardResult:
-    """Submissions of every settled chunk: the plan's columns joined to the ledger's outcomes."""
+    """Submissions of every settled chunk: the plan's columns joined to the ledger's outcomes.
+
+    Built chunk by chunk as Arrow arrays, a column the vendor answered alike
+    for the whole chunk as one repeated value: no Python object per recipient.
+    """
     result = ShardResult()
-    settled: list[Chunk] = []
+    columns: dict[str, list[pa.Array]] = {name: [] for name in OUTCOME_FIELDS}
+    planned: dict[str, list[pa.Array]] = {"row_number": [], "mobile": []}
+    chunk_index: list[int] = []
     stamps: list[int] = []
-    outcomes: dict[str, list[Any]] = {name: [] for name in OUTCOME_FIELDS}
+    sizes: list[int] = []
+    counts: Counter[str] = Counter()
     for chunk, rec in zip(chunks, records, strict=True):
         if rec.state not in FINAL_STATES:
             result.unsent_chunks += 1
@@ -399,32 +430,45 @@ def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
             n, message_id=None, custom_id=None, charge_items=0, vendor_code=None,
             status=AMBIGUOUS, description=rec.last_error or "")
         for name in OUTCOME_FIELDS:
-            outcomes[name].extend(outcome_column(outcome, name, n))
-        settled.append(chunk)
+            columns[name].append(_outcome_array(outcome.get(name), n, name))
+        # the vendor's echo of our id where it gave one, else the id the request carried
+        columns["custom_id"][-1] = pc.coalesce(columns["custom_id"][-1],
+                                               chunk.rows["custom_id"].combine_chunks())
+        for name, pieces in planned.items():
+            pieces.extend(chunk.rows[name].chunks)
+        status = outcome.get("status")
+        counts.update(status if isinstance(status, list) else {status: n})
+        chunk_index.append(chunk.index)
         stamps.append(int(rec.updated_at * 1000))
-    sizes = np.array([len(chunk) for chunk in settled], dtype=np.int64)
-    total = int(sizes.sum())
+        sizes.append(n)
+    total = sum(sizes)
 
-    def planned(name: str) -> pa.ChunkedArray:
-        return pa.chunked_array([piece for c in settled for piece in c.rows[name].chunks],
-                                SUBMISSION_SCHEMA.field(name).type)
+    def column(name: str, pieces: list[pa.Array]) -> pa.ChunkedArray:
+        return pa.chunked_array(pieces, SUBMISSION_SCHEMA.field(name).type)
 
-    def repeated(value: Any) -> list[Any]:
-        return [value] * total
+    def constant(name: str, value: Any) -> pa.Array:
+        return pa.repeat(pa.scalar(value, SUBMISSION_SCHEMA.field(name).type), total)
 
-    status = outcomes["status"]
-    result.counts = dict(Counter(status))
-    # the vendor's echo of our id where it gave one, else the id the request carried
-    custom_id = pc.coalesce(pa.array(outcomes["custom_id"], pa.string()),
-                            planned("custom_id").combine_chunks())
+    result.counts = dict(counts)
     result.table = pa.table({
-        "campaign_id": repeated(campaign_id), "conn_id": repeated(conn_id),
-        "vendor": repeated(vendor), "shard": repeated(shard),
-        "chunk": np.repeat(np.array([c.index for c in settled], dtype=np.int32), sizes),
-        "row_number": planned("row_number"), "mobile": planned("mobile"),
-        "message_id": outcomes["message_id"], "custom_id": custom_id,
-        "charge_items": outcomes["charge_items"], "vendor_code": outcomes["vendor_code"],
-        "status": status, "description": [d or "" for d in outcomes["description"]],
+        "campaign_id": constant("campaign_id", campaign_id),
+        "conn_id": constant("conn_id", conn_id), "vendor": constant("vendor", vendor),
+        "shard": constant("shard", shard),
+        "chunk": np.repeat(np.array(chunk_index, dtype=np.int32), sizes),
+        **{name: column(name, pieces) for name, pieces in planned.items()},
+        **{name: column(name, pieces) for name, pieces in columns.items()},
         "submitted_at": np.repeat(np.array(stamps, dtype=np.int64), sizes),
     }, schema=SUBMISSION_SCHEMA)
     return result
+
+
+def _outcome_array(values: Any, n: int, name: str) -> pa.Array:
+    """One stored outcome column of a chunk as Arrow (descriptions never null)."""
+    kind = SUBMISSION_SCHEMA.field(name).type
+    if isinstance(values, list):
+        if name == "description":
+            values = [value or "" for value in values]
+        return pa.array(values, kind)
+    if name == "description":
+        values = values or ""
+    return pa.repeat(pa.scalar(values, kind), n)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import ClassVar
+from typing import ClassVar, overload
 
 from sms_provider.errors import LimitExceededError
 from sms_provider.models import (
@@ -36,6 +36,53 @@ class OutboundMessage:
     content: str = ""
     custom_id: str | None = None
     variables: Mapping[str, str] | None = None  # FMS template variables
+
+
+class OutboundBatch(Sequence[OutboundMessage]):
+    """A request's messages kept by column, as the send path plans them.
+
+    It reads like a list of :class:`OutboundMessage` (each one made on access);
+    a client that only needs the columns takes them with :func:`message_columns`
+    and the thousand objects of a request are never made.
+    """
+
+    __slots__ = ("contents", "custom_ids", "mobiles", "variables")
+
+    def __init__(self, mobiles: list[str], contents: list[str], custom_ids: list[str | None],
+                 variables: list[Mapping[str, str] | None]) -> None:
+        if not len(mobiles) == len(contents) == len(custom_ids) == len(variables):
+            raise ValueError("columns of different lengths")
+        self.mobiles = mobiles
+        self.contents = contents
+        self.custom_ids = custom_ids
+        self.variables = variables
+
+    def __len__(self) -> int:
+        return len(self.mobiles)
+
+    @overload
+    def __getitem__(self, index: int) -> OutboundMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[OutboundMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> OutboundMessage | list[OutboundMessage]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return OutboundMessage(self.mobiles[index], self.contents[index],
+                               self.custom_ids[index], self.variables[index])
+
+    def __repr__(self) -> str:
+        return f"OutboundBatch({len(self)} messages)"
+
+
+def message_columns(messages: Sequence[OutboundMessage]
+                    ) -> tuple[list[str], list[str], list[str | None]]:
+    """Mobiles, contents and custom ids of ``messages``, without per-message work for a batch."""
+    if isinstance(messages, OutboundBatch):
+        return messages.mobiles, messages.contents, messages.custom_ids
+    return ([m.mobile for m in messages], [m.content for m in messages],
+            [m.custom_id for m in messages])
 
 
 class Capability:

@@ -43,6 +43,7 @@ from sms_provider.errors import (
     VendorError,
 )
 from sms_provider.models import (
+    AcceptedBatch,
     Balance,
     DailyStatistic,
     DeliveryReport,
@@ -51,7 +52,12 @@ from sms_provider.models import (
     Submission,
     SubmissionStatus,
 )
-from sms_provider.vendors.base import Capability, OutboundMessage, VendorClient
+from sms_provider.vendors.base import (
+    Capability,
+    OutboundMessage,
+    VendorClient,
+    message_columns,
+)
 from sms_provider.vendors.clock import china_now, china_stamp, parse_china
 from sms_provider.vendors.codec import aes_decrypt, aes_encrypt, aes_key_bytes, md5_hex
 from sms_provider.vendors.codes import CodeTable, normalise_state, raise_for_code
@@ -216,7 +222,7 @@ def raise_for_answer(payload: dict[str, Any], endpoint: str) -> None:
 
 
 def parse_send_answer(payload: dict[str, Any], mobiles: Sequence[str],
-                      reference: str | None) -> list[Submission]:
+                      reference: str | None) -> Sequence[Submission]:
     """One Submission per requested recipient, in request order.
 
     The gateway lists only the valid numbers it took: a number it left out was
@@ -247,21 +253,25 @@ def parse_send_answer(payload: dict[str, Any], mobiles: Sequence[str],
 
 
 def _in_request_order(entries: list[Any], mobiles: Sequence[str], reference: str | None
-                      ) -> list[Submission] | None:
-    """The usual answer, every number taken and listed in request order, read without
-    the general matching (this runs once per recipient of a campaign); None otherwise."""
+                      ) -> AcceptedBatch | None:
+    """The usual answer, every number taken and listed in request order, read by column
+    without the general matching (this runs once per recipient of a campaign); None
+    otherwise, and the general path then names what is wrong."""
     if len(entries) != len(mobiles):
         return None
-    out = []
-    for entry, mobile in zip(entries, mobiles, strict=True):
-        if not isinstance(entry, dict) or entry.get("dest_number") != mobile:
-            return None
-        message_id, items = entry.get("message_id"), entry.get("charge_item")
-        if (not isinstance(message_id, str) or not message_id or type(items) is not int
-                or items < 1):
-            return None  # the general path names what is wrong
-        out.append(Submission(mobile, message_id, reference, items))
-    return out
+    try:
+        dests = [entry["dest_number"] for entry in entries]
+        message_ids = [entry["message_id"] for entry in entries]
+        items = [entry["charge_item"] for entry in entries]
+    except (KeyError, TypeError, IndexError):  # an entry that is not an object
+        return None
+    if dests != list(mobiles):
+        return None
+    if set(map(type, message_ids)) != {str} or "" in message_ids:
+        return None
+    if set(map(type, items)) != {int} or min(items) < 1:
+        return None
+    return AcceptedBatch(dests, message_ids, reference, items)
 
 
 def _rejected(mobile: str, reference: str | None, *, duplicate: bool) -> Submission:
@@ -366,10 +376,11 @@ def _data_list(payload: dict[str, Any], endpoint: str) -> list[dict[str, Any]]:
     data = payload.get("data")
     if not isinstance(data, list):
         raise _protocol(f"answer has no data list (got {type(data).__name__})", endpoint)
-    for i, entry in enumerate(data):
-        if not isinstance(entry, dict):
-            raise _protocol(f"data entry {i} is a {type(entry).__name__}, not an object",
-                            endpoint)
+    if set(map(type, data)) - {dict}:  # JSON objects all: one pass at C speed
+        for i, entry in enumerate(data):
+            if not isinstance(entry, dict):
+                raise _protocol(f"data entry {i} is a {type(entry).__name__}, not an object",
+                                endpoint)
     return data
 
 
@@ -402,6 +413,16 @@ def _where(index: int | None) -> str:
 
 def _protocol(message: str, endpoint: str) -> ProtocolError:
     return ProtocolError(message, vendor=VENDOR, endpoint=endpoint)
+
+
+def _plain_digit_numbers(mobiles: list[str]) -> bool:
+    """True when every number is non-empty ASCII digits: the usual chunk, checked at
+    C speed; any other chunk gets the per-number check that names the culprit."""
+    if set(map(type, mobiles)) != {str} or "" in mobiles:
+        return False
+    joined = ",".join(mobiles)
+    return (joined.count(",") == len(mobiles) - 1 and joined.isascii()
+            and joined.replace(",", "").isdigit())
 
 
 class CallWindow:
@@ -498,7 +519,7 @@ class EumsClient(VendorClient):
 
     # --- operations --------------------------------------------------------
     def send(self, messages: Sequence[OutboundMessage], *, template_id: str | None = None
-             ) -> list[Submission]:
+             ) -> Sequence[Submission]:
         """One request for the chunk: one content, one reference, numbers comma-joined."""
         if template_id is not None:
             raise PermanentError("EUMS sends plain text; template_id is not supported",
@@ -547,25 +568,25 @@ class EumsClient(VendorClient):
     def _check_send(self, messages: Sequence[OutboundMessage]
                     ) -> tuple[list[str], str, str | None]:
         self.check_batch(messages)
-        content = same_content(VENDOR, [m.content for m in messages])
+        mobiles, contents, custom_ids = message_columns(messages)
+        content = same_content(VENDOR, contents)
         check_content(VENDOR, content, self.max_content_chars, where=" (message 0)")
-        mobiles = []
-        for i, m in enumerate(messages):
-            if not m.mobile or m.mobile != m.mobile.strip() or "," in m.mobile:
-                raise LimitExceededError(
-                    f"message {i}: mobile {m.mobile!r} is empty or holds a comma or blanks",
-                    vendor=VENDOR, endpoint=SEND)
-            mobiles.append(m.mobile)
-        return mobiles, content, self._reference(messages)
+        if not _plain_digit_numbers(mobiles):
+            for i, mobile in enumerate(mobiles):
+                if not mobile or mobile != mobile.strip() or "," in mobile:
+                    raise LimitExceededError(
+                        f"message {i}: mobile {mobile!r} is empty or holds a comma or blanks",
+                        vendor=VENDOR, endpoint=SEND)
+        return mobiles, content, self._reference(custom_ids)
 
     @staticmethod
-    def _reference(messages: Sequence[OutboundMessage]) -> str | None:
-        reference = messages[0].custom_id
-        for i, m in enumerate(messages):
-            if m.custom_id != reference:
-                raise LimitExceededError(
-                    f"message {i} has custom id {m.custom_id!r}, message 0 {reference!r}: "
-                    "one request carries one reference", vendor=VENDOR, endpoint=SEND)
+    def _reference(custom_ids: list[str | None]) -> str | None:
+        reference = custom_ids[0]
+        if custom_ids.count(reference) != len(custom_ids):
+            i = next(i for i, custom_id in enumerate(custom_ids) if custom_id != reference)
+            raise LimitExceededError(
+                f"message {i} has custom id {custom_ids[i]!r}, message 0 {reference!r}: "
+                "one request carries one reference", vendor=VENDOR, endpoint=SEND)
         check_custom_id(VENDOR, reference, max_len=REFERENCE_MAX, where=" (message 0)")
         if reference is not None and any(c in reference for c in REFERENCE_FORBIDDEN):
             raise LimitExceededError(

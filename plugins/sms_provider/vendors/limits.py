@@ -27,6 +27,8 @@ def check_custom_id(vendor: str, custom_id: str | None, *, max_len: int = CUSTOM
 def same_content(vendor: str, contents: list[str]) -> str:
     """The single content of a same-content batch; refuse mixed contents."""
     first = contents[0]
+    if contents.count(first) == len(contents):
+        return first
     for i, c in enumerate(contents):
         if c != first:
             raise LimitExceededError(
