@@ -32,8 +32,8 @@ from sms_provider.errors import (
     SmsError,
     VendorError,
 )
-from sms_provider.models import DeliveryStatus, SubmissionStatus
-from sms_provider.vendors.base import Capability, OutboundMessage
+from sms_provider.models import DeliveryStatus, Submission, SubmissionStatus
+from sms_provider.vendors.base import Capability, OutboundBatch, OutboundMessage
 from sms_provider.vendors.clock import CHINA_TZ, china_now, china_stamp
 from sms_provider.vendors.eums import (
     BALANCE,
@@ -227,6 +227,17 @@ def test_send_records_each_number_with_reference(sim: SimulatorProcess,
     assert sim.balance("eums") == 1_000_000 - 3
 
 
+def test_a_planned_batch_reads_back_like_a_list(sim: SimulatorProcess,
+                                               client: EumsClient) -> None:
+    batch = OutboundBatch(MOBILES, [TEXT] * 3, ["r1"] * 3, [None] * 3)
+    assert list(batch) == msgs(MOBILES, custom_id="r1") and batch[-1].mobile == MOBILES[-1]
+    subs = client.send(batch)
+    assert len(subs) == 3 and subs[1:] == list(subs)[1:]
+    assert subs == [Submission(m, s.message_id, "r1", 1) for m, s in zip(MOBILES, subs,
+                                                                       strict=True)]
+    assert [m["mobile"] for m in sim.messages("eums")] == MOBILES
+
+
 def test_send_reports_the_vendors_charge_items(sim: SimulatorProcess,
                                                client: EumsClient) -> None:
     long_text = "【测试】" + "长" * 140  # 144 characters: 3 items of 67
@@ -301,6 +312,9 @@ def test_client_limits_refuse_before_sending(sim: SimulatorProcess) -> None:
             client.send(msgs(MOBILES[:1], custom_id=bad))
     with pytest.raises(LimitExceededError, match="message 1: mobile"):
         client.send(msgs([MOBILES[0], "13800000002,13800000003"]))
+    for bad in (" 13800000002", "", "13800000002\t"):  # as the send path plans them, too
+        with pytest.raises(LimitExceededError, match="message 1: mobile"):
+            client.send(OutboundBatch([MOBILES[0], bad], [TEXT] * 2, [None] * 2, [None] * 2))
     with pytest.raises(PermanentError, match="template_id"):
         client.send(msgs(MOBILES[:1]), template_id="t1")
     short = make_client(sim.base_url, max_content_chars=70)

@@ -196,3 +196,57 @@ def test_ledger_works_on_postgresql_when_available(sim) -> None:
 
 def test_ambiguous_state_constant_matches_submission_status() -> None:
     assert AMBIGUOUS == "ambiguous"
+
+
+def _mixed_shard() -> pa.Table:
+    """Two contents interleaved, one row with variables, rows out of order."""
+    table = pa.concat_tables([shard_table(3, content="A"), shard_table(2, content="B", start=4),
+                              shard_table(2, content="A", start=6)])
+    table = table.set_column(4, "variables", pa.array(
+        [None, '{"code": "1"}', None, None, None, None, None], pa.string()))
+    return table.take([6, 0, 1, 2, 3, 4, 5])
+
+
+@pytest.mark.parametrize(("scope", "expected"), [
+    ("request", ["73ea576c34c00fd18b88925dd9ab7b96", "563a6fc7978915384564232e758cba2a",
+                 "6b518eca8a77aeba43c27a2f80add414", "ff59335934f90aaf83ed71e1e4424e30"]),
+    ("message", ["548924330ac4445f90b2c389353574c8", "84cdcd13e3f0e4271fa47e74b0d09fbf",
+                 "a59d10003eddeae9aa08f6ce3bf5fbbd", "e1b4f352aa5204d2928dd16f3c4d1553"]),
+    (None, ["d47a31428b0bbf5f511e751ac0b773a5", "cc77a768ad929da62cb8e6c1c194f437",
+            "609ec5cf1f9ccc5a39b05c4704e90e7f", "327d536fb06fff6b9a69709a32f12924"]),
+])
+def test_chunk_fingerprints_stay_what_existing_ledgers_recorded(scope, expected) -> None:
+    """A ledger written by an earlier release must still recognise its chunks."""
+    chunks = plan_chunks(_mixed_shard(), campaign_id="camp-1", shard=3, max_batch=2,
+                         personalised=False, custom_id_scope=scope)
+    assert [c.fingerprint for c in chunks] == expected
+    assert [c.row_numbers for c in chunks] == [[1, 2], [3, 6], [7], [4, 5]]
+    assert chunks[0].messages[1].variables == {"code": "1"}
+
+
+def test_outcomes_stored_as_full_lists_are_still_read(sim, ledger) -> None:
+    """Earlier releases kept every outcome column as a list; such chunks are not resent."""
+    table = shard_table(20)
+    first = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=10,
+                        personalised=False, custom_id_scope="request")[0]
+    go, record = ledger.begin_send("camp-1", 0, 0, first.fingerprint, 10)
+    assert go
+    ledger.finish(record, SENT, outcome={
+        "message_id": [f"old-{i}" for i in range(10)], "custom_id": [None] * 10,
+        "charge_items": [2] * 10, "vendor_code": ["0"] * 10, "status": ["submitted"] * 10,
+        "description": [None] * 10})
+    result = sender(eums(sim), ledger).run(table)
+    assert result.counts == {"submitted": 20}
+    assert len(sim.messages("eums")) == 10  # only the second chunk went out
+    rows = result.table.filter(pa.compute.equal(result.table["chunk"], 0)).to_pylist()
+    assert [r["message_id"] for r in rows] == [f"old-{i}" for i in range(10)]
+    assert {r["custom_id"] for r in rows} == {first.custom_ids[0]}
+    assert {(r["charge_items"], r["description"]) for r in rows} == {(2, "")}
+
+
+def test_sending_leaves_the_collector_as_it_found_it(sim, ledger) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    sender(eums(sim), ledger).run(shard_table(30))
+    assert gc.get_threshold() == before
