@@ -293,6 +293,16 @@ def test_mainland_only() -> None:
     assert check.region.to_pylist() == ["CN", "US", None]
 
 
+def test_mainland_verdicts_inside_the_pass_match_the_rewrite_after_it() -> None:
+    rng = random.Random(11)
+    values = pa.array([random_value(rng) for _ in range(3000)]
+                      + ["+44 7400 123456", "0085291234567", "13800138000"] * 30000, pa.string())
+    inside = check_numbers(values, mainland=True)
+    after = mainland_only(check_numbers(values))
+    assert inside.to_table().equals(after.to_table())
+    assert NOT_MAINLAND in inside.reason.to_pylist()
+
+
 # --- agreement with phonenumbers -------------------------------------------------------------
 
 MOBILE_HEADS = ["130", "133", "138", "145", "147", "150", "159", "166", "170", "171", "175",

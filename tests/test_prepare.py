@@ -6,13 +6,20 @@ import json
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
 from sms_provider.data.content import ContentTemplateError
-from sms_provider.data.prepare import PrepareSettings, prepare, read_shard, shard_count
+from sms_provider.data.prepare import (
+    PrepareSettings,
+    _repeats,
+    prepare,
+    read_shard,
+    shard_count,
+)
 from sms_provider.data.recipients import RecipientFileError
 from sms_provider.data.storage import DataRoot
 
@@ -135,3 +142,18 @@ def test_the_ledger_needs_a_url_when_the_root_is_remote(monkeypatch) -> None:
         ledger_url(root)
     monkeypatch.setenv("SMS_LEDGER_URL", "postgresql+psycopg2://u@h/db")
     assert ledger_url(root) == "postgresql+psycopg2://u@h/db"
+
+
+@pytest.mark.parametrize(("rows", "spread"), [
+    (2, 1), (7, 3), (5000, 100), (200_000, 10**10),  # packed and sorted
+    (300_000, 10**15),  # numbers of many countries: too wide to pack, hashed
+])
+def test_repeated_numbers_are_found_exactly_as_a_first_seen_scan_finds_them(rows, spread):
+    keys = np.random.default_rng(rows).integers(8 * 10**12, 8 * 10**12 + spread, rows)
+    seen: set[int] = set()
+    expected = []
+    for position, key in enumerate(keys.tolist()):
+        if key in seen:
+            expected.append(position)
+        seen.add(key)
+    assert sorted(_repeats(keys).tolist()) == expected

@@ -973,9 +973,12 @@ def _judge(parser: _Parser, lexed: _Lexed) -> _Verdict:
     return _Verdict(reason, parsed.country_code, national.apply(), region)
 
 
-def _check_chunk(parser: _Parser, raw: pa.Array) -> NumberCheck:
+def _check_chunk(parser: _Parser, raw: pa.Array, mainland: bool = False) -> NumberCheck:
     """One unit of work, start to finish; units share nothing, so they run on threads."""
     verdict = _judge(parser, _lex(raw))
+    if mainland:
+        foreign = (verdict.reason == 0) & (verdict.country_code != MAINLAND_CALLING_CODE)
+        verdict.reason[foreign] = _CODE[NOT_MAINLAND]
     valid = verdict.reason == 0
     invalid = ~valid
     codes = np.where(valid, verdict.country_code, 0)
@@ -1040,12 +1043,15 @@ def _units(column: pa.ChunkedArray, workers: int) -> Iterator[pa.Array]:
         yield piece.chunk(0) if piece.num_chunks == 1 else piece.combine_chunks()
 
 
-def check_numbers(raw: pa.Array | pa.ChunkedArray, default_region: str = "CN") -> NumberCheck:
+def check_numbers(raw: pa.Array | pa.ChunkedArray, default_region: str = "CN", *,
+                  mainland: bool = False) -> NumberCheck:
     """Repair and validate every phone value in ``raw`` (see the module docstring).
 
     ``raw`` is a string column as read from a recipient file (integer and
     float columns are accepted and rendered first); numbers without a
-    calling code are read as ``default_region`` numbers.
+    calling code are read as ``default_region`` numbers. With ``mainland``,
+    the verdicts are those of :func:`mainland_only`, reached inside the
+    threaded pass rather than by rewriting the finished columns.
     """
     parser = _Parser(default_region.upper())
     column = _as_text(raw)
@@ -1056,9 +1062,9 @@ def check_numbers(raw: pa.Array | pa.ChunkedArray, default_region: str = "CN") -
     units = list(_units(column, workers)) or [pa.array([], pa.string())]
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(lambda unit: _check_chunk(parser, unit), units))
+            parts = list(pool.map(lambda unit: _check_chunk(parser, unit, mainland), units))
     else:
-        parts = [_check_chunk(parser, unit) for unit in units]
+        parts = [_check_chunk(parser, unit, mainland) for unit in units]
     # one column at a time, each slice's copy dropped once merged: the peak stays near
     # one copy of the result instead of two
     pieces = {field: [getattr(part, field) for part in parts] for field in _FIELDS}
