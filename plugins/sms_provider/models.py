@@ -9,11 +9,13 @@ extra columns, so nothing a vendor told us is thrown away.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, overload
+from typing import Any, TypeVar, overload
+
+T = TypeVar("T")
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -51,7 +53,45 @@ class Submission:
     description: str = ""
 
 
-class AcceptedBatch(Sequence[Submission]):
+class ColumnBatch(Sequence[T]):
+    """Records kept as parallel columns that read like a list: a record is made only
+    when one is asked for, so a batch of a thousand costs a few lists, not a thousand
+    objects. Subclasses say how long they are and how to make record ``index``."""
+
+    __slots__ = ("_length",)
+
+    def _set_length(self, *columns: Sized) -> None:
+        lengths = {len(column) for column in columns}
+        if len(lengths) > 1:
+            raise ValueError(f"columns of different lengths: {sorted(lengths)}")
+        self._length = lengths.pop() if lengths else 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _record(self, index: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self._record(i) for i in range(*index.indices(len(self)))]
+        return self._record(index)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable columns, like a list
+
+
+class AcceptedBatch(ColumnBatch[Submission]):
     """A request's submissions when the vendor took every recipient, kept by column.
 
     It reads like a list of :class:`Submission` (each one made on access) but
@@ -63,34 +103,13 @@ class AcceptedBatch(Sequence[Submission]):
 
     def __init__(self, mobiles: list[str], message_ids: list[str], custom_id: str | None,
                  charge_items: list[int]) -> None:
-        if not len(mobiles) == len(message_ids) == len(charge_items):
-            raise ValueError("columns of different lengths")
-        self.mobiles = mobiles
-        self.message_ids = message_ids
-        self.custom_id = custom_id
-        self.charge_items = charge_items
+        self._set_length(mobiles, message_ids, charge_items)
+        self.mobiles, self.message_ids = mobiles, message_ids
+        self.custom_id, self.charge_items = custom_id, charge_items
 
-    def __len__(self) -> int:
-        return len(self.mobiles)
-
-    @overload
-    def __getitem__(self, index: int) -> Submission: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Submission]: ...
-
-    def __getitem__(self, index: int | slice) -> Submission | list[Submission]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _record(self, index: int) -> Submission:
         return Submission(self.mobiles[index], self.message_ids[index], self.custom_id,
                           self.charge_items[index])
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence):
-            return NotImplemented
-        return list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable columns, like a list
 
     def __repr__(self) -> str:
         return f"AcceptedBatch({len(self)} submissions, custom_id={self.custom_id!r})"

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import ClassVar, overload
+from typing import ClassVar
 
 from sms_provider.errors import LimitExceededError
 from sms_provider.models import (
     Balance,
+    ColumnBatch,
     DailyStatistic,
     DeliveryReport,
     InboundMessage,
@@ -38,7 +39,7 @@ class OutboundMessage:
     variables: Mapping[str, str] | None = None  # FMS template variables
 
 
-class OutboundBatch(Sequence[OutboundMessage]):
+class OutboundBatch(ColumnBatch[OutboundMessage]):
     """A request's messages kept by column, as the send path plans them.
 
     It reads like a list of :class:`OutboundMessage` (each one made on access);
@@ -50,25 +51,11 @@ class OutboundBatch(Sequence[OutboundMessage]):
 
     def __init__(self, mobiles: list[str], contents: list[str], custom_ids: list[str | None],
                  variables: list[Mapping[str, str] | None]) -> None:
-        if not len(mobiles) == len(contents) == len(custom_ids) == len(variables):
-            raise ValueError("columns of different lengths")
-        self.mobiles = mobiles
-        self.contents = contents
-        self.custom_ids = custom_ids
-        self.variables = variables
+        self._set_length(mobiles, contents, custom_ids, variables)
+        self.mobiles, self.contents = mobiles, contents
+        self.custom_ids, self.variables = custom_ids, variables
 
-    def __len__(self) -> int:
-        return len(self.mobiles)
-
-    @overload
-    def __getitem__(self, index: int) -> OutboundMessage: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[OutboundMessage]: ...
-
-    def __getitem__(self, index: int | slice) -> OutboundMessage | list[OutboundMessage]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _record(self, index: int) -> OutboundMessage:
         return OutboundMessage(self.mobiles[index], self.contents[index],
                                self.custom_ids[index], self.variables[index])
 
