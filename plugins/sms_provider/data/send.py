@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import itertools
 import json
 import logging
 import threading
@@ -49,6 +48,7 @@ from sms_provider.models import AcceptedBatch, Submission
 from sms_provider.vendors.base import OutboundBatch, VendorClient
 
 log = logging.getLogger(__name__)
+
 
 class Chunk:
     """One request's worth of a shard: a run of planned rows, kept as Arrow columns.
@@ -108,7 +108,6 @@ class ShardResult:
     @property
     def complete(self) -> bool:
         return self.unsent_chunks == 0
-
 
 
 def request_reference(campaign_id: str, shard: int, chunk: int) -> str:
