@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -132,6 +133,18 @@ def test_secrets_stay_out_of_repr_and_errors(sim: SimulatorProcess) -> None:
 def test_balance_is_money_with_gift(client: EimsClient) -> None:
     assert client.balance() == [Balance(amount=Decimal("50000"), unit="money",
                                         gift=Decimal("0"))]
+
+
+def test_plain_password_in_the_query_never_reaches_a_log_line(
+        client: EimsClient, caplog: pytest.LogCaptureFixture) -> None:
+    """The document wants it in the query of GETs; urllib3 logs request lines at DEBUG."""
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        client.balance()
+        client.send(outbound(MOBILES[:1], CODE_TEXT))
+        client.query_reports(["1"])
+    lines = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/getbalance?account=eimsuser&password=***" in lines  # the line is still there
+    assert PASSWORD not in lines and PASSWORD not in caplog.text
 
 
 def test_balance_follows_price_gift_and_charges(sim: SimulatorProcess) -> None:
