@@ -256,6 +256,40 @@ def test_eums_reference_is_per_request_and_settles_with_the_mobile(root: DataRoo
     assert {rows[i]["settled_by"] for i in (1, 2)} == {"custom_id"}
 
 
+@pytest.mark.parametrize("vendor", ["eims", "chuanglan"])
+def test_without_an_id_of_ours_ambiguous_settles_by_its_number(root: DataRoot, vendor) -> None:
+    """EIMS and Chuanglan echo no custom id: an unclaimed report for the number, after the
+    submission, settles it when no other open submission has that number."""
+    conn = "sms_" + vendor
+    ambiguous = {"status": "ambiguous", "message_id": None, "custom_id": None,
+                 "charge_items": 0}
+    write_campaign(root, "c1", vendor, conn, [
+        {"row_number": 1, "custom_id": None},
+        {"row_number": 2, **ambiguous},
+        {"row_number": 3, **ambiguous},
+        {"row_number": 4, **ambiguous},
+        {"row_number": 5, **ambiguous, "mobile": mobile_for(vendor, 4)},  # the same number
+        {"row_number": 6, **ambiguous}])
+    m = {i: mobile_for(vendor, i) for i in range(1, 7)}
+    write_reports(root, conn, vendor, [
+        report("c1-m1", m[1], DELIVERED, OLD),
+        report("V-2", m[2], DELIVERED, OLD + timedelta(minutes=1)),
+        report("V-3", m[3], FAILED, OLD + timedelta(minutes=2)),
+        report("V-4", m[4], DELIVERED, OLD + timedelta(minutes=1)),   # rows 4 or 5?
+        report("V-6", m[6], DELIVERED, OLD - timedelta(hours=1)),     # before it was sent
+    ], OLD + timedelta(minutes=3))
+    reconcile_campaign(root, "c1", now=NOW)
+    rows = by_row(read(root, "c1", "reconciliation"))
+    assert [rows[i]["final_status"] for i in range(1, 7)] == [
+        "DELIVERED", "DELIVERED", "FAILED", "UNKNOWN", "UNKNOWN", "UNKNOWN"]
+    assert [rows[i]["settled_by"] for i in range(1, 7)] == [
+        "message_id", "mobile", "mobile", "none", "none", "none"]
+    assert rows[2]["message_id"] == "V-2" and rows[2]["charge_items"] == 1  # it went out
+    unknown = sorted(d["key"] for d in discrepancies(root, "c1")
+                     if d["kind"] == "report_for_unknown_message")
+    assert [key.split("/")[0] for key in unknown] == ["V-4", "V-6"]
+
+
 def test_chuanglan_one_msgid_per_request(root: DataRoot) -> None:
     conn, vendor = "sms_cl", "chuanglan"
     write_campaign(root, "c1", vendor, conn, [

@@ -9,7 +9,9 @@ recomputes the answer, and rerunning later only ever settles more.
 Matching is per vendor: by the vendor's message id, except Chuanglan (one
 msgid per request, so msgid + mobile); an ``ambiguous`` submission (its answer
 was lost, so no message id) is settled by our custom id, per message for
-Emay IMS/FMS and per request + mobile for EUMS. Of all reports for a message
+Emay IMS/FMS and per request + mobile for EUMS, and by its number for EIMS and
+Chuanglan, which keep no id of ours (see ``Account._settle_by_mobile``). Of all
+reports for a message
 the last DELIVERED/FAILED one (by report time, then arrival) decides; PENDING
 and UNKNOWN reports never override a final one. No final report within
 ``final_window`` of the submission makes a message UNKNOWN.
@@ -76,13 +78,19 @@ DELIVERED, FAILED, PENDING, UNKNOWN, REJECTED = range(5)
 SUB_STATUSES = ("submitted", "rejected", "ambiguous", "dry_run")
 S_SUBMITTED, S_REJECTED, S_AMBIGUOUS, S_DRY_RUN, S_OTHER = range(5)
 #: how a report found its submission
-ROUTES = ("none", "message_id", "custom_id")
+ROUTES = ("none", "message_id", "custom_id", "mobile")
 
 #: vendors whose message id is shared by a whole request: match on (message id, mobile)
 MSGID_PER_REQUEST = frozenset({"chuanglan"})
 #: vendors that echo our custom id, per message or per request (then with the mobile)
 CUSTOM_ID_PER_MESSAGE = frozenset({"emay_ims", "emay_fms"})
 CUSTOM_ID_PER_REQUEST = frozenset({"eums"})
+#: vendors that keep no id of ours: an ambiguous submission is settled by its number
+SETTLED_BY_MOBILE = frozenset({"eims", "chuanglan"})
+#: a report for the number may come this long after the ambiguous submission (the
+#: default final window) and, clocks being what they are, this long before it
+MOBILE_MATCH_AFTER_MS = 72 * 3_600_000
+MOBILE_MATCH_BEFORE_MS = 5 * 60_000
 
 
 CHARGED_NEVER_REPORTED = "charged_never_reported"
@@ -212,7 +220,7 @@ def _distinct(column: pa.ChunkedArray) -> list[Any]:
 
 def _needs_mobile(vendor: str) -> bool:
     """Whether the mobile is part of a key (unknown vendor: assume it may be)."""
-    return not vendor or vendor in MSGID_PER_REQUEST | CUSTOM_ID_PER_REQUEST
+    return not vendor or vendor in MSGID_PER_REQUEST | CUSTOM_ID_PER_REQUEST | SETTLED_BY_MOBILE
 
 
 def _sub_columns(vendor: str) -> list[str]:
@@ -393,16 +401,18 @@ class Account:
             idx = _lookup(
                 message_key(self.vendor, subs["message_id"], _column(subs, "mobile")),
                 message_key(self.vendor, reports["message_id"], _column(reports, "mobile")))
-            route[idx >= 0] = 1
-            self._settle_by_custom_id(idx, route)
-        self.report_sub, self.report_route = idx, route
-        matched = idx >= 0
-        self.seen = np.bincount(idx[matched], minlength=subs.num_rows).astype(np.int32)
-        self.report_code = _codes_of(reports["status"], STATUSES[:3], UNKNOWN)
         self.report_received = _ms(reports["received_at"], 0)
         # a report without the vendor's time (EIMS pulls) is placed when it reached us
         self.report_when = np.where(pc.is_null(reports["report_time"]).to_numpy(
             zero_copy_only=False), self.report_received, _ms(reports["report_time"], 0))
+        if subs.num_rows and reports.num_rows:
+            route[idx >= 0] = 1
+            self._settle_by_custom_id(idx, route)
+            self._settle_by_mobile(idx, route)
+        self.report_sub, self.report_route = idx, route
+        matched = idx >= 0
+        self.seen = np.bincount(idx[matched], minlength=subs.num_rows).astype(np.int32)
+        self.report_code = _codes_of(reports["status"], STATUSES[:3], UNKNOWN)
         self.best = self._best(idx, matched)
         self._slim()
 
@@ -438,6 +448,39 @@ class Account:
         hit = found >= 0
         idx[left[hit]] = open_subs[found[hit]]
         route[left[hit]] = 2
+
+    def _settle_by_mobile(self, idx: np.ndarray, route: np.ndarray) -> None:
+        """Vendors that keep no id of ours (EIMS, Chuanglan): an ambiguous submission takes
+        the unclaimed reports for its number that came after it.
+
+        Only a number with one open ambiguous submission on the connection is
+        settled this way: with two, nothing tells which one a report is for.
+        The route is kept (``settled_by = mobile``) so an analyst can tell these
+        apart from id matches; an unrelated message to the number from outside
+        the pipeline in the same window would be taken for ours.
+        """
+        if self.vendor not in SETTLED_BY_MOBILE:
+            return
+        subs, reports = self.subs, self.reports
+        open_subs = np.flatnonzero((self.status == S_AMBIGUOUS)
+                                   & _bool(pc.is_null(subs["message_id"])))
+        left = np.flatnonzero(idx < 0)
+        if not len(open_subs) or not len(left):
+            return
+        known = _mobile_tail(subs["mobile"].take(open_subs))
+        numbered = pc.dictionary_encode(known).combine_chunks() if isinstance(
+            known, pa.ChunkedArray) else pc.dictionary_encode(known)
+        codes = _ints(numbered.indices, -1)
+        alone = np.bincount(codes[codes >= 0], minlength=len(numbered.dictionary)) == 1
+        found = _lookup([known], [_mobile_tail(reports["mobile"].take(left))])
+        hit = found >= 0
+        hit[hit] = alone[codes[found[hit]]]
+        sub = open_subs[np.where(hit, found, 0)]
+        submitted, when = self.submitted_ms[sub], self.report_when[left]
+        hit &= (submitted >= 0) & (when >= submitted - MOBILE_MATCH_BEFORE_MS)
+        hit &= when <= submitted + MOBILE_MATCH_AFTER_MS
+        idx[left[hit]] = sub[hit]
+        route[left[hit]] = 3
 
     def _best(self, idx: np.ndarray, matched: np.ndarray) -> np.ndarray:
         """Per submission the deciding report: the last final one, else the last of any."""
