@@ -128,8 +128,9 @@ class ChuanglanSimulator(VendorSimulator):
         return 0
 
     def _msgid(self) -> str:
-        """``yyMMddHHmmss`` plus a process-wide serial: 17+ digits, never repeated."""
-        return f"{china_now().strftime('%y%m%d%H%M%S')}{self.sim.next_serial():05d}"
+        """``yyMMddHHmmss`` plus five digits of a process-wide serial: 17 digits, as in
+        the document, unique unless one second sees 100,000 requests."""
+        return f"{china_now().strftime('%y%m%d%H%M%S')}{self.sim.next_serial() % 10**5:05d}"
 
     # --- balance -------------------------------------------------------------
     def query_balance(self, req: SimRequest) -> SimResponse:

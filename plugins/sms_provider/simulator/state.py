@@ -324,8 +324,11 @@ class VendorState:
         return dict(t.decisions)
 
 
-#: Shared by every SimState of the process, so ids never repeat across resets.
-_SERIAL = itertools.count(1)
+#: Shared by every SimState of the process, so ids never repeat across resets; it
+#: starts from the process's start time, so a restarted simulator does not hand out
+#: the ids an earlier one did either (reconciliation matches reports to submissions
+#: of every campaign on a connection by those ids, as it would a real vendor's).
+_SERIAL = itertools.count(time.time_ns() // 100_000)  # 0.1 ms steps
 _SERIAL_LOCK = threading.Lock()
 
 
