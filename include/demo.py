@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,6 +131,7 @@ def main() -> int:
     print()
     print(f"{'vendor':<10} {'input':>5} {'prepared':>8} {'rejected':>8} {'submitted':>9} "
           f"{'delivered':>9} {'failed':>6} {'pending':>7}  status")
+    reasons: Counter[str] = Counter()
     for vendor, campaign, ok in rows:
         counts = {}
         for name in ("prepared", "rejected", "submissions"):
@@ -140,6 +142,8 @@ def main() -> int:
                            strict=True)) if subs is not None and subs.num_rows else {})
         prepared = counts["prepared"].num_rows if counts["prepared"] is not None else 0
         rejected = counts["rejected"].num_rows if counts["rejected"] is not None else 0
+        if rejected:
+            reasons.update(counts["rejected"]["reason"].to_pylist())
         final: dict[str, int] = {}
         recon = data / campaign / "reconciliation"
         if recon.exists():
@@ -150,6 +154,11 @@ def main() -> int:
               f"{status.get('submitted', 0):>9} {final.get('DELIVERED', 0):>9} "
               f"{final.get('FAILED', 0):>6} {final.get('PENDING', 0):>7}  "
               f"{'ok' if ok else 'FAILED'}")
+    if reasons:
+        print("rejected, all vendors:", ", ".join(f"{n} {r}" for r, n in reasons.most_common()))
+    if reasons.get("suppressed"):
+        print("  (suppressed: numbers that replied an opt-out word to an earlier run; "
+              "they are on the suppression list under the data root)")
     print()
     print(f"Parquet datasets under {data}/<campaign>/{{prepared,rejected,submissions,"
           "reconciliation}/; the analyst's reports:")
