@@ -58,13 +58,16 @@ class Chunk:
     until a worker builds the messages of the one request it is making.
     """
 
-    __slots__ = ("fingerprint", "index", "rows")
+    __slots__ = ("fingerprint", "index", "rows", "uniform")
 
-    def __init__(self, index: int, fingerprint: str, rows: pa.Table) -> None:
+    def __init__(self, index: int, fingerprint: str, rows: pa.Table,
+                 uniform: frozenset[str] = frozenset()) -> None:
         self.index = index
         self.fingerprint = fingerprint
         #: row_number, mobile, content, custom_id (as the vendor gets it), variables
         self.rows = rows
+        #: columns that hold one value throughout, by the plan's construction
+        self.uniform = uniform
 
     def __len__(self) -> int:
         return self.rows.num_rows
@@ -75,7 +78,10 @@ class Chunk:
 
     def column(self, name: str) -> list[Any]:
         """One planned column as Python values (through numpy: several times faster
-        than ``to_pylist``, which makes an Arrow scalar per value)."""
+        than ``to_pylist``, which makes an Arrow scalar per value); a uniform column
+        repeats one Python value instead of making a string per recipient."""
+        if name in self.uniform and len(self):
+            return [self.rows[name][0].as_py()] * len(self)
         return self.rows[name].to_numpy().tolist()
 
     @property
@@ -136,6 +142,10 @@ def iter_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int
     planned, starts = _planned_rows(table, campaign_id=campaign_id, shard=shard,
                                     max_batch=max_batch, personalised=personalised,
                                     custom_id_scope=custom_id_scope)
+    # the same content throughout a chunk unless the vendor personalises; the same id
+    # throughout unless ids are per message
+    uniform = frozenset(({"content"} if not personalised else set())
+                        | ({"custom_id"} if custom_id_scope != "message" else set()))
     index = 0
     chunks = len(starts) - 1
     while index < chunks:  # lines a block at a time: the first request leaves sooner
@@ -148,7 +158,8 @@ def iter_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int
         for i in range(index, last):
             start, stop = starts[i] - base, starts[i + 1] - base
             digest = hashlib.sha256(data[offsets[start]:offsets[stop] - 1]).hexdigest()[:32]
-            yield Chunk(i, digest, planned.slice(starts[i], starts[i + 1] - starts[i]))
+            yield Chunk(i, digest, planned.slice(starts[i], starts[i + 1] - starts[i]),
+                        uniform)
         index = last
 
 
