@@ -353,13 +353,19 @@ class ShardSender:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send") as pool:
                 for chunk in self.plan(table):  # the first requests leave while planning
                     chunks.append(chunk)
-                    futures.append(pool.submit(self._send_chunk, chunk))
-                records = [f.result() for f in futures]
-            result = build_result(self.campaign_id, self.shard, chunks, records,
-                                  conn_id=self.conn_id, vendor=self.client.vendor)
+                    futures.append(pool.submit(self._send_and_arrange, chunk))
+                done = [f.result() for f in futures]
+            result = build_result(self.campaign_id, self.shard, chunks,
+                                  [record for record, _ in done], conn_id=self.conn_id,
+                                  vendor=self.client.vendor,
+                                  settled=[columns for _, columns in done])
         if self._abort_reason:
             result.errors.insert(0, self._abort_reason)
         return result
+
+    def _send_and_arrange(self, chunk: Chunk) -> tuple[ChunkRecord, SettledColumns | None]:
+        record = self._send_chunk(chunk)
+        return record, settled_columns(chunk, record)
 
     def _send_chunk(self, chunk: Chunk) -> ChunkRecord:
         record: ChunkRecord | None = None
@@ -414,13 +420,43 @@ class ShardSender:
         return finish(record, SENT, outcome=_outcome(subs)), 0
 
 
+@dataclass(frozen=True)
+class SettledColumns:
+    """A settled chunk's outcome as Arrow columns, ready to join the submissions table.
+
+    Made by the worker that settled the chunk, while other requests are still
+    out, so the table at the end is only put together.
+    """
+
+    outcome: dict[str, pa.Array]  # OUTCOME_FIELDS; custom_id: the vendor's, else ours
+    counts: dict[str, int]
+
+
+def settled_columns(chunk: Chunk, record: ChunkRecord) -> SettledColumns | None:
+    """The chunk's columns from its ledger record; None while its outcome is open."""
+    if record.state not in FINAL_STATES:
+        return None
+    n = len(chunk)
+    outcome = record.outcome or _uniform(
+        n, message_id=None, custom_id=None, charge_items=0, vendor_code=None,
+        status=AMBIGUOUS, description=record.last_error or "")
+    arrays = {name: _outcome_array(outcome.get(name), n, name) for name in OUTCOME_FIELDS}
+    # the vendor's echo of our id where it gave one, else the id the request carried
+    arrays["custom_id"] = pc.coalesce(arrays["custom_id"],
+                                      chunk.rows["custom_id"].combine_chunks())
+    status = outcome.get("status")
+    counts = dict(Counter(status)) if isinstance(status, list) else {status: n}
+    return SettledColumns(arrays, counts)
+
+
 def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
-                 records: Sequence[ChunkRecord], *, conn_id: str = "", vendor: str = ""
-                 ) -> ShardResult:
+                 records: Sequence[ChunkRecord], *, conn_id: str = "", vendor: str = "",
+                 settled: Sequence[SettledColumns | None] | None = None) -> ShardResult:
     """Submissions of every settled chunk: the plan's columns joined to the ledger's outcomes.
 
     Built chunk by chunk as Arrow arrays, a column the vendor answered alike
     for the whole chunk as one repeated value: no Python object per recipient.
+    ``settled`` holds the chunks' columns where they were made already.
     """
     result = ShardResult()
     columns: dict[str, list[pa.Array]] = {name: [] for name in OUTCOME_FIELDS}
@@ -429,28 +465,21 @@ def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
     stamps: list[int] = []
     sizes: list[int] = []
     counts: Counter[str] = Counter()
-    for chunk, rec in zip(chunks, records, strict=True):
-        if rec.state not in FINAL_STATES:
+    for i, (chunk, rec) in enumerate(zip(chunks, records, strict=True)):
+        done = (settled[i] if settled is not None else None) or settled_columns(chunk, rec)
+        if done is None:
             result.unsent_chunks += 1
             if rec.last_error:
                 result.errors.append(f"chunk {chunk.index}: {rec.last_error}")
             continue
-        n = len(chunk)
-        outcome = rec.outcome or _uniform(
-            n, message_id=None, custom_id=None, charge_items=0, vendor_code=None,
-            status=AMBIGUOUS, description=rec.last_error or "")
         for name in OUTCOME_FIELDS:
-            columns[name].append(_outcome_array(outcome.get(name), n, name))
-        # the vendor's echo of our id where it gave one, else the id the request carried
-        columns["custom_id"][-1] = pc.coalesce(columns["custom_id"][-1],
-                                               chunk.rows["custom_id"].combine_chunks())
+            columns[name].append(done.outcome[name])
         for name, pieces in planned.items():
             pieces.extend(chunk.rows[name].chunks)
-        status = outcome.get("status")
-        counts.update(status if isinstance(status, list) else {status: n})
+        counts.update(done.counts)
         chunk_index.append(chunk.index)
         stamps.append(int(rec.updated_at * 1000))
-        sizes.append(n)
+        sizes.append(len(chunk))
     total = sum(sizes)
 
     def column(name: str, pieces: list[pa.Array]) -> pa.ChunkedArray:
