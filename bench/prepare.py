@@ -40,7 +40,6 @@ import json
 import math
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +56,7 @@ import pyarrow.csv as pacsv
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT / "plugins"), str(BENCH)]
-
+import stages  # noqa: E402  (bench/ is the script's folder)
 from prepare_numbers import CITIES, GIVEN, SURNAMES, join, messy_mobiles, pick  # noqa: E402
 
 import sms_provider.data.prepare as prepare_module  # noqa: E402
@@ -402,11 +401,7 @@ def stage_baseline(tmp: Path, vendor: str) -> dict[str, Any]:
 
 
 def run_stage(*args: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                          check=False)
-    if done.returncode:
-        raise SystemExit(f"stage {args[:2]} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return stages.run_stage(__file__, *args)
 
 
 def reasons_line(reasons: dict[str, int]) -> str:

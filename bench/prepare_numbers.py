@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ import pyarrow.csv as pacsv
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "plugins")]
+import stages  # noqa: E402  (bench/ is the script's folder)
 
 from sms_provider.data.numbers import check_number_baseline, check_numbers  # noqa: E402
 from sms_provider.data.recipients import load_recipients  # noqa: E402
@@ -216,11 +216,7 @@ def stage_baseline(path: Path, sample: int, seed: int) -> dict:
 
 
 def run_stage(*args: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                          check=False)
-    if done.returncode:
-        raise SystemExit(f"stage {args[:2]} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return stages.run_stage(__file__, *args)
 
 
 def main() -> int:

@@ -29,7 +29,6 @@ import functools
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ import pyarrow.compute as pc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins"))
+import stages  # noqa: E402  (bench/ is the script's folder)
 
 import sms_provider.data.reconcile as reconcile_module  # noqa: E402
 from sms_provider.data.reconcile import reconcile_campaign  # noqa: E402
@@ -253,11 +253,7 @@ def run(tmp: Path, phases: bool) -> dict[str, Any]:
 
 
 def run_stage(*args: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                          check=False)
-    if done.returncode:
-        raise SystemExit(f"stage {args[:2]} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return stages.run_stage(__file__, *args)
 
 
 def main() -> int:

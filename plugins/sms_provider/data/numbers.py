@@ -1000,7 +1000,7 @@ _MIN_PARALLEL_ROWS = 1 << 16
 _FIELDS = ("e164", "country_code", "national", "region", "reason")
 
 
-def _as_text(raw: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> pa.ChunkedArray:
+def as_phone_text(raw: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> pa.ChunkedArray:
     """Any column of phone values as UTF-8 strings, numbers repaired like spreadsheet text."""
     if not isinstance(raw, pa.Array | pa.ChunkedArray):
         raw = pa.array(raw, pa.string())
@@ -1054,7 +1054,7 @@ def check_numbers(raw: pa.Array | pa.ChunkedArray, default_region: str = "CN", *
     threaded pass rather than by rewriting the finished columns.
     """
     parser = _Parser(default_region.upper())
-    column = _as_text(raw)
+    column = as_phone_text(raw)
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
         else (os.cpu_count() or 1)
     if len(column) < _MIN_PARALLEL_ROWS:

@@ -5,7 +5,7 @@ or GBK/GB18030 when the export used the Chinese locale's code page -- or
 Parquet written by a data tool. Every CSV column is read as text: type
 inference is exactly what turns ``13800138000`` into ``1.38E+10`` and drops
 leading zeros. A numeric Parquet mobile column is rendered as text the way
-:func:`sms_provider.data.numbers.float_text` repairs spreadsheet floats.
+:func:`sms_provider.data.numbers.as_phone_text` repairs spreadsheet floats.
 
 Each table gains ``row_number``, the 1-based data row in the file, so every
 rejection can be reported against the line the analyst sees in their editor.
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from sms_provider.data.numbers import float_text
+from sms_provider.data.numbers import as_phone_text
 
 ROW_NUMBER = "row_number"
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -180,16 +180,14 @@ def _as_text(path: Path, name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
     """A mobile column as text, numbers rendered without a spurious ``.0``."""
     kind = column.type
     if pa.types.is_dictionary(kind):
-        column = column.cast(kind.value_type)
-        kind = column.type
-    if pa.types.is_floating(kind):
-        return pa.chunked_array([float_text(chunk) for chunk in column.chunks], pa.string())
-    if (pa.types.is_integer(kind) or pa.types.is_decimal(kind) or pa.types.is_string(kind)
-            or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
-        return column.cast(pa.string())
+        kind = kind.value_type
+    if (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind)
+            or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or pa.types.is_null(kind)):
+        return as_phone_text(column)
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         try:
-            return column.cast(pa.string())
+            return as_phone_text(column)
         except pa.ArrowInvalid:
             raise RecipientFileError(path, "holds bytes that are not UTF-8 text",
                                      column=name) from None
