@@ -43,6 +43,7 @@ from sms_provider.vendors.eums import (
     SEND,
     STATISTIC,
     EumsClient,
+    accepted_from_text,
     decode_answer,
     decode_binary_content,
     parse_balance,
@@ -804,6 +805,54 @@ def test_plain_mode_refuses_ciphertext_and_accepts_quoted_codes() -> None:
     raise_for_answer(decode_answer(b' {"code": "0", "data": []}\r\n', MO), MO)
     with pytest.raises(ProtocolError, match="JSON list"):
         decode_answer(encrypt_hex([1]).encode(), MO, AES_KEY)
+
+
+def _general(text: str, mobiles: list[str], reference: str | None) -> list[Submission]:
+    """What the general path makes of a send answer: the standard the fast path must meet."""
+    payload = decode_answer(text.encode(), SEND)
+    raise_for_answer(payload, SEND)
+    return list(parse_send_answer(payload, mobiles, reference))
+
+
+def test_usual_send_answer_read_from_text_as_the_general_path_reads_it() -> None:
+    mobiles = [f"138{i:08d}" for i in range(1000)]
+    entries = [{"dest_number": m, "message_id": f"06030155224547{i:05d}", "charge_item": 1 + i % 3}
+               for i, m in enumerate(mobiles)]
+    for text in (json.dumps({"code": 0, "data": entries}),
+                 json.dumps({"data": entries, "code": 0, "msg": "ok"}, indent=2)):
+        fast = accepted_from_text(text, mobiles, "ref-1")
+        assert fast is not None
+        assert list(fast) == _general(text, mobiles, "ref-1")
+        assert fast.by_column()["message_id"][999] == "0603015522454700999"
+
+
+@pytest.mark.parametrize("answer, mobiles", [
+    ({"code": 0, "data": []}, ["13800000001"]),                                # left out
+    ({"code": "0", "data": [{"dest_number": "13800000001", "message_id": "9",
+                             "charge_item": 1}]}, ["13800000001"]),            # quoted code
+    ({"code": 0, "data": [{"dest_number": "13800000001", "message_id": 42,
+                           "charge_item": "2"}]}, ["13800000001"]),            # numbers
+    ({"code": 0, "data": [{"dest_number": "13800000001", "message_id": " 7 ",
+                           "charge_item": 1}]}, ["13800000001"]),              # blanks
+    ({"code": 0, "data": [{"dest_number": "13800000001", "message_id": "7",
+                           "charge_item": 0}]}, ["13800000001"]),              # no charge
+    ({"code": 0, "data": [{"dest_number": "13800000002", "message_id": "8", "charge_item": 1},
+                          {"dest_number": "13800000001", "message_id": "7", "charge_item": 1}]},
+     ["13800000001", "13800000002"]),                                          # reordered
+    ({"code": 0, "data": [{"dest_number": "13800000001", "message_id": "7", "charge_item": 1}]},
+     ["13800000001", "13800000001"]),                                          # repeated
+])
+def test_other_send_answers_leave_the_fast_path_and_keep_their_meaning(
+        answer: dict[str, Any], mobiles: list[str]) -> None:
+    text = json.dumps(answer)
+    assert accepted_from_text(text, mobiles, None) is None
+    assert len(_general(text, mobiles, None)) == len(mobiles)
+
+
+@pytest.mark.parametrize("text", ['{"code": 103, "data": []}', '{"code": 0}', "[1]", "{",
+                                  '{"code": 0, "data": [1]}'])
+def test_error_and_malformed_send_answers_leave_the_fast_path(text: str) -> None:
+    assert accepted_from_text(text, ["13800000001"], None) is None
 
 
 def test_send_answer_parsing() -> None:

@@ -21,7 +21,16 @@ from sms_provider.data.ledger import (
     chunks_table,
 )
 from sms_provider.data.schemas import PREPARED_SCHEMA
-from sms_provider.data.send import ShardSender, plan_chunks, request_reference
+from sms_provider.data.send import (
+    ID_RUN,
+    ShardSender,
+    _for_ledger,
+    _outcome,
+    build_result,
+    plan_chunks,
+    request_reference,
+)
+from sms_provider.models import AcceptedBatch, Submission
 from sms_provider.vendors.registry import build_client
 from tests.simulator_harness import DEFAULT_CONFIG, SimulatorProcess
 
@@ -247,6 +256,60 @@ def test_outcomes_stored_as_full_lists_are_still_read(sim, ledger) -> None:
 def test_sending_leaves_the_collector_as_it_found_it(sim, ledger) -> None:
     import gc
 
-    before = gc.get_threshold()
+    before = gc.get_threshold(), gc.get_freeze_count()
     sender(eums(sim), ledger).run(shard_table(30))
-    assert gc.get_threshold() == before
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+@pytest.mark.parametrize("ids, run", [
+    (["0603015522454756885", "0603015522454756886", "0603015522454756887"],
+     "0603015522454756885"),                                     # the document's own ids
+    (["98", "99"], "98"),
+    (["8", "9"], "8"),
+    (["0998", "0999", "1000"], "0998"),
+    (["0603015522454756885", "0603015522454756887", "0603015522454756886"], None),
+    (["99", "100"], None),                                        # widths differ
+    (["a1", "a2"], None),
+    (["9223372036854775807", "9223372036854775808"], None),      # beyond int64
+    (["12", None], None),
+    (["19", "2", "201", "22"], None),                            # lengths make up the span
+])
+def test_consecutive_message_ids_are_kept_as_their_first(ledger, ids, run) -> None:
+    """A request's ids in sequence are stored as the first one and read back whole."""
+    batch = AcceptedBatch(list(ids), list(ids), "ref", [1] * len(ids)) if None not in ids \
+        else [Submission("1", i, "ref", 1) for i in ids]
+    outcome = _for_ledger(_outcome(batch))
+    assert outcome["message_id"] == ({ID_RUN: run} if run else ids)
+    go, record = ledger.begin_send("camp-ids", 0, 0, "f", len(ids))
+    assert go
+    ledger.finish(record, SENT, outcome=outcome)
+    (stored,) = ledger.chunks("camp-ids")
+    chunk = plan_chunks(shard_table(len(ids)), campaign_id="camp-ids", shard=0,
+                        max_batch=len(ids), personalised=False, custom_id_scope="request")[0]
+    table = build_result("camp-ids", 0, [chunk], [stored]).table
+    assert table["message_id"].to_pylist() == ids
+    assert table["custom_id"].to_pylist() == ["ref"] * len(ids)
+
+
+def test_mixed_chunks_make_one_table(sim, ledger) -> None:
+    """Uniform and per-recipient columns of different chunks join into one table."""
+    table = shard_table(4)
+    chunks = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=2,
+                         personalised=False, custom_id_scope="request")
+    records = []
+    for chunk, outcome in zip(chunks, [
+            {"message_id": ["m1", "m0"], "custom_id": None, "charge_items": [1, 2],
+             "vendor_code": "0", "status": ["submitted", "rejected"], "description": None},
+            {"message_id": "m", "custom_id": "x", "charge_items": 3, "vendor_code": None,
+             "status": "submitted", "description": "d"}], strict=True):
+        go, record = ledger.begin_send("camp-1", 0, chunk.index, chunk.fingerprint, 2)
+        assert go
+        records.append(ledger.finish(record, SENT, outcome=outcome))
+    result = build_result("camp-1", 0, chunks, records)
+    rows = [(r["message_id"], r["custom_id"], r["charge_items"], r["vendor_code"], r["status"],
+             r["description"]) for r in result.table.to_pylist()]
+    ours = chunks[0].custom_ids
+    assert rows == [("m1", ours[0], 1, "0", "submitted", ""),
+                    ("m0", ours[1], 2, "0", "rejected", ""),
+                    ("m", "x", 3, None, "submitted", "d"), ("m", "x", 3, None, "submitted", "d")]
+    assert result.counts == {"submitted": 3, "rejected": 1}

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -254,14 +254,22 @@ def _outcome(subs: Sequence[Submission]) -> dict[str, Any]:
     """Per recipient, by column: what the ledger keeps of a settled chunk."""
     if isinstance(subs, AcceptedBatch):
         columns = subs.by_column()
-        return {name: _stored(columns[name]) if isinstance(columns[name], list)
-                else columns[name] for name in OUTCOME_FIELDS}
-    return {"message_id": _stored([s.message_id for s in subs]),
-            "custom_id": _stored([s.custom_id for s in subs]),
-            "charge_items": _stored([s.charge_items for s in subs]),
-            "vendor_code": _stored([s.vendor_code for s in subs]),
-            "status": _stored([s.status.value for s in subs]),
-            "description": _stored([s.description for s in subs])}
+    else:
+        columns = {"message_id": [s.message_id for s in subs],
+                   "custom_id": [s.custom_id for s in subs],
+                   "charge_items": [s.charge_items for s in subs],
+                   "vendor_code": [s.vendor_code for s in subs],
+                   "status": [s.status.value for s in subs],
+                   "description": [s.description for s in subs]}
+    return {name: _stored(columns[name]) if isinstance(columns[name], list)
+            else columns[name] for name in OUTCOME_FIELDS}
+
+
+def _for_ledger(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The outcome as the ledger stores it: a run of consecutive ids as its first."""
+    ids = outcome["message_id"]
+    run = _id_run(ids) if isinstance(ids, list) else None
+    return {**outcome, "message_id": run} if run else outcome
 
 
 def _stored(values: list[Any]) -> Any:
@@ -275,10 +283,37 @@ def _stored(values: list[Any]) -> Any:
     return values
 
 
-def outcome_column(outcome: dict[str, Any], name: str, n: int) -> list[Any]:
-    """One column of a stored outcome, a value per recipient."""
-    value = outcome.get(name)
-    return value if isinstance(value, list) else [value] * n
+#: the key of a stored message id column that is one run of consecutive numbers
+ID_RUN = "consecutive_from"
+
+
+def _id_run(ids: list[Any]) -> dict[str, str] | None:
+    """``{ID_RUN: first}`` when the ids are consecutive decimal numbers of one width.
+
+    Gateways number the messages of one request in sequence (EUMS's own example
+    answer does), and a thousand ids are most of what a synced ledger commit
+    writes; the first one says it all. Anything else stays a list. Checked
+    without a Python step per id: strings of digits of one width, ascending,
+    all different, spanning exactly as many numbers as there are ids, can only
+    be consecutive (and a width-w digit string is its number's only spelling).
+    """
+    first, last = ids[0], ids[-1]
+    if not (isinstance(first, str) and isinstance(last, str) and first.isascii()
+            and first.isdigit()):
+        return None
+    n, width = len(ids), len(first)
+    if int(last) - int(first) != n - 1 or int(last) >= 2**63:
+        return None
+    try:
+        joined = "".join(ids)
+    except TypeError:  # an id that is not a string
+        return None
+    # bytes.isdigit: str.isdigit looks each character up in the Unicode tables
+    if not (joined.isascii() and joined.encode("ascii").isdigit()):
+        return None
+    if set(map(len, ids)) != {width} or ids != sorted(ids) or len(set(ids)) != n:
+        return None
+    return {ID_RUN: first}
 
 
 def _uniform(n: int, **values: Any) -> dict[str, Any]:
@@ -301,14 +336,18 @@ def _fewer_collections() -> Iterator[None]:
     collector runs in the middle of every request, finds them still alive,
     promotes them, and so sets off full collections of the task's whole heap:
     a third of the sender's CPU. Nothing sent creates lasting garbage cycles,
-    so collecting less often costs no memory to speak of. Senders on several
-    threads share one setting; the last one out restores the old one.
+    so collecting less often costs no memory to speak of. What the process held
+    before the send (Airflow, the libraries, the prepared table) is frozen out
+    of the collections meanwhile: a full collection would otherwise walk all
+    of it to find the send's few cycles. Senders on several threads share one
+    setting; the last one out restores the old one and unfreezes.
     """
     global _gc_users, _gc_saved
     with _gc_lock:
         if _gc_users == 0:
             _gc_saved = gc.get_threshold()
             gc.set_threshold(max(SENDING_GC_THRESHOLD, _gc_saved[0]), *_gc_saved[1:])
+            gc.freeze()
         _gc_users += 1
     try:
         yield
@@ -317,6 +356,7 @@ def _fewer_collections() -> Iterator[None]:
             _gc_users -= 1
             if _gc_users == 0 and _gc_saved is not None:
                 gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
 
 
 class ShardSender:
@@ -417,18 +457,26 @@ class ShardSender:
             return finish(record, AMBIGUOUS, error=(
                 f"vendor answered {len(subs)} results for {len(chunk)} "
                 "recipients")), 0
-        return finish(record, SENT, outcome=_outcome(subs)), 0
+        outcome = _outcome(subs)
+        stored = _for_ledger(outcome)
+        settled = finish(record, SENT, outcome=stored)
+        # the worker builds the chunk's columns from the answer's own lists, cheaper
+        # than from the stored form (a rerun reads the stored form back)
+        return (replace(settled, outcome=outcome) if settled.outcome is stored
+                else settled), 0
 
 
 @dataclass(frozen=True)
 class SettledColumns:
-    """A settled chunk's outcome as Arrow columns, ready to join the submissions table.
+    """A settled chunk's outcome, ready to join the submissions table.
 
     Made by the worker that settled the chunk, while other requests are still
-    out, so the table at the end is only put together.
+    out, so the table at the end is only put together. A column the chunk
+    holds one value in stays that Python value: the table expands such values
+    for all chunks in one step instead of an Arrow call per chunk and column.
     """
 
-    outcome: dict[str, pa.Array]  # OUTCOME_FIELDS; custom_id: the vendor's, else ours
+    outcome: dict[str, pa.Array | Any]  # OUTCOME_FIELDS; custom_id: the vendor's, else ours
     counts: dict[str, int]
 
 
@@ -440,13 +488,19 @@ def settled_columns(chunk: Chunk, record: ChunkRecord) -> SettledColumns | None:
     outcome = record.outcome or _uniform(
         n, message_id=None, custom_id=None, charge_items=0, vendor_code=None,
         status=AMBIGUOUS, description=record.last_error or "")
-    arrays = {name: _outcome_array(outcome.get(name), n, name) for name in OUTCOME_FIELDS}
+    columns = {name: (_outcome_array(value, n, name)
+                      if isinstance(value, list | dict) else _description(name, value))
+               for name, value in ((name, outcome.get(name)) for name in OUTCOME_FIELDS)}
     # the vendor's echo of our id where it gave one, else the id the request carried
-    arrays["custom_id"] = pc.coalesce(arrays["custom_id"],
-                                      chunk.rows["custom_id"].combine_chunks())
+    ours = chunk.rows["custom_id"].combine_chunks()
+    echoed = columns["custom_id"]
+    if echoed is None:
+        columns["custom_id"] = ours
+    elif isinstance(echoed, pa.Array):
+        columns["custom_id"] = pc.coalesce(echoed, ours)
     status = outcome.get("status")
     counts = dict(Counter(status)) if isinstance(status, list) else {status: n}
-    return SettledColumns(arrays, counts)
+    return SettledColumns(columns, counts)
 
 
 def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
@@ -459,7 +513,7 @@ def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
     ``settled`` holds the chunks' columns where they were made already.
     """
     result = ShardResult()
-    columns: dict[str, list[pa.Array]] = {name: [] for name in OUTCOME_FIELDS}
+    columns: dict[str, list[Any]] = {name: [] for name in OUTCOME_FIELDS}
     planned: dict[str, list[pa.Array]] = {"row_number": [], "mobile": []}
     chunk_index: list[int] = []
     stamps: list[int] = []
@@ -495,7 +549,8 @@ def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
         "shard": constant("shard", shard),
         "chunk": np.repeat(np.array(chunk_index, dtype=np.int32), sizes),
         **{name: column(name, pieces) for name, pieces in planned.items()},
-        **{name: column(name, pieces) for name, pieces in columns.items()},
+        **{name: _expanded(pieces, sizes, SUBMISSION_SCHEMA.field(name).type)
+           for name, pieces in columns.items()},
         "submitted_at": np.repeat(np.array(stamps, dtype=np.int64), sizes),
     }, schema=SUBMISSION_SCHEMA)
     return result
@@ -504,10 +559,31 @@ def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
 def _outcome_array(values: Any, n: int, name: str) -> pa.Array:
     """One stored outcome column of a chunk as Arrow (descriptions never null)."""
     kind = SUBMISSION_SCHEMA.field(name).type
+    if isinstance(values, dict):  # a run of consecutive message ids
+        first = values[ID_RUN]
+        numbers = pa.array(np.arange(int(first), int(first) + n, dtype=np.int64))
+        return pc.utf8_lpad(pc.cast(numbers, pa.string()), len(first), "0")
     if isinstance(values, list):
         if name == "description":
             values = [value or "" for value in values]
         return pa.array(values, kind)
-    if name == "description":
-        values = values or ""
-    return pa.repeat(pa.scalar(values, kind), n)
+    return pa.repeat(pa.scalar(_description(name, values), kind), n)
+
+
+def _description(name: str, value: Any) -> Any:
+    return (value or "") if name == "description" else value
+
+
+def _expanded(pieces: list[pa.Array | Any], sizes: list[int], kind: pa.DataType
+              ) -> pa.ChunkedArray:
+    """The chunks' pieces of one column as one column: a piece that is a plain value
+    stands for that value repeated over its chunk's rows. When every piece is one,
+    the whole column is one ``take``, not an Arrow call per chunk."""
+    if all(isinstance(piece, pa.Array) for piece in pieces):
+        return pa.chunked_array(pieces, kind)
+    if not any(isinstance(piece, pa.Array) for piece in pieces):
+        runs = np.repeat(np.arange(len(pieces), dtype=np.int64), sizes)
+        return pa.chunked_array([pa.array(pieces, kind).take(runs)], kind)
+    return pa.chunked_array(
+        [piece if isinstance(piece, pa.Array) else pa.repeat(pa.scalar(piece, kind), size)
+         for piece, size in zip(pieces, sizes, strict=True)], kind)
