@@ -150,7 +150,8 @@ def iter_chunks(table: pa.Table, *, campaign_id: str, shard: int, max_batch: int
     chunks = len(starts) - 1
     while index < chunks:  # lines a block at a time: the first request leaves sooner
         last = index
-        while last < chunks and starts[last + 1] - starts[index] <= _FINGERPRINT_BLOCK_ROWS:
+        block = _FINGERPRINT_BLOCK_ROWS if index else 0  # the first chunk on its own
+        while last < chunks and starts[last + 1] - starts[index] <= block:
             last += 1
         last = max(last, index + 1)
         base = starts[index]
