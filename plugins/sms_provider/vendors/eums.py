@@ -277,7 +277,17 @@ class _SendAnswer(msgspec.Struct, gc=False):
 #: typed decoding of the usual send answer: no dict per entry, and (gc=False) nothing
 #: for the garbage collector to walk; anything else fails it and takes the general path
 _SEND_ANSWER = msgspec.json.Decoder(_SendAnswer)
-_BLANK = re.compile(r"\s")
+#: the ASCII characters ``str.strip`` removes
+_ASCII_BLANKS = bytes(c for c in range(128) if chr(c).isspace())
+
+
+def _blank_in(text: str) -> bool:
+    """Whether ``text`` holds whitespace (non-ASCII text counts as if it did): one C
+    pass over the bytes, several times faster than a regular expression's search."""
+    if not text.isascii():
+        return True
+    raw = text.encode("ascii")
+    return len(raw.translate(None, _ASCII_BLANKS)) != len(raw)
 _DEST, _MESSAGE_ID, _CHARGE_ITEM = (attrgetter("dest_number"), attrgetter("message_id"),
                                     attrgetter("charge_item"))
 
@@ -300,10 +310,10 @@ def accepted_from_text(text: str, mobiles: Sequence[str], reference: str | None
     if answer.code != OK or len(entries) != len(mobiles):
         return None
     dests = list(map(_DEST, entries))
-    if dests != list(mobiles):
+    if dests != (mobiles if isinstance(mobiles, list) else list(mobiles)):
         return None
     message_ids = list(map(_MESSAGE_ID, entries))
-    if "" in message_ids or _BLANK.search("".join(message_ids)):  # the general path strips
+    if "" in message_ids or _blank_in("".join(message_ids)):  # the general path strips
         return None
     items = list(map(_CHARGE_ITEM, entries))
     if min(items, default=1) < 1:
