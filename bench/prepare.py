@@ -469,8 +469,7 @@ def main() -> int:
 
     rows = fast["rows"]
     summary = fast["summary"]
-    print(f"machine:    {len(os.sched_getaffinity(0))} CPUs, a 10M-step Python loop in "
-          f"{stages.machine_speed():.2f} s, 1-minute load average {load:.2f} "
+    print(f"machine:    {len(os.sched_getaffinity(0))} CPUs, 1-minute load average {load:.2f} "
           f"before the vectorised runs, {fast['load']:.2f} after the one reported"
           + (f" (fastest of {len(runs)}: " + ", ".join(f"{run['total_s']:.1f} s" for run in runs)
              + ")" if len(runs) > 1 else ""))
