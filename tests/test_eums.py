@@ -850,7 +850,8 @@ def test_other_send_answers_leave_the_fast_path_and_keep_their_meaning(
 
 
 @pytest.mark.parametrize("text", ['{"code": 103, "data": []}', '{"code": 0}', "[1]", "{",
-                                  '{"code": 0, "data": [1]}'])
+                                  '{"code": 0, "data": [1]}',
+                                  '{"code": 0, "data": [], "code": 103}'])  # the last wins
 def test_error_and_malformed_send_answers_leave_the_fast_path(text: str) -> None:
     assert accepted_from_text(text, ["13800000001"], None) is None
 

@@ -273,6 +273,8 @@ def test_sending_leaves_the_collector_as_it_found_it(sim, ledger) -> None:
     (["9223372036854775807", "9223372036854775808"], None),      # beyond int64
     (["12", None], None),
     (["19", "2", "201", "22"], None),                            # lengths make up the span
+    (["11", "1a"], None),
+    (["11", "١٢"], None),                                         # digits, not ASCII ones
 ])
 def test_consecutive_message_ids_are_kept_as_their_first(ledger, ids, run) -> None:
     """A request's ids in sequence are stored as the first one and read back whole."""

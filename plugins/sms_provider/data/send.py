@@ -298,9 +298,11 @@ def _id_run(ids: list[Any]) -> dict[str, str] | None:
     all different, spanning exactly as many numbers as there are ids, can only
     be consecutive (and a width-w digit string is its number's only spelling).
     """
+    if not ids:
+        return None
     first, last = ids[0], ids[-1]
     if not (isinstance(first, str) and isinstance(last, str) and first.isascii()
-            and first.isdigit()):
+            and first.isdigit() and last.isascii() and last.isdigit()):
         return None
     n, width = len(ids), len(first)
     if int(last) - int(first) != n - 1 or int(last) >= 2**63:
@@ -493,12 +495,11 @@ def settled_columns(chunk: Chunk, record: ChunkRecord) -> SettledColumns | None:
                       if isinstance(value, list | dict) else _description(name, value))
                for name, value in ((name, outcome.get(name)) for name in OUTCOME_FIELDS)}
     # the vendor's echo of our id where it gave one, else the id the request carried
-    ours = chunk.rows["custom_id"].combine_chunks()
     echoed = columns["custom_id"]
     if echoed is None:
-        columns["custom_id"] = ours
+        columns["custom_id"] = chunk.rows["custom_id"].combine_chunks()
     elif isinstance(echoed, pa.Array):
-        columns["custom_id"] = pc.coalesce(echoed, ours)
+        columns["custom_id"] = pc.coalesce(echoed, chunk.rows["custom_id"].combine_chunks())
     status = outcome.get("status")
     counts = dict(Counter(status)) if isinstance(status, list) else {status: n}
     return SettledColumns(columns, counts)
