@@ -6,7 +6,8 @@ submissions table); the floor to compare it with is what the same machine does
 when it only posts the very same form bodies. Both go to the vendor simulator,
 each against a fresh simulator process, so neither inherits the other's
 accepted messages; after each, the simulator must hold exactly --recipients
-messages. The target is our path at 80% or more of the bare loop's throughput.
+messages. The target is our path at 80% or more of the bare loop's throughput,
+judged on the median of --repeat alternated pairs (see ``report``).
 
 Measured, in this order:
 
