@@ -75,6 +75,23 @@ def test_every_recipient_once_and_a_rerun_sends_nothing(sim, ledger) -> None:
     assert {c.state for c in ledger.chunks("camp-1")} == {SENT}
 
 
+def test_the_table_built_in_blocks_is_the_table_read_back(sim, ledger, monkeypatch) -> None:
+    """Blocks of chunks joined while sending give what a rerun reads from the ledger."""
+    import sms_provider.data.send as send_module
+
+    monkeypatch.setattr(send_module, "RESULT_BLOCK_CHUNKS", 2)
+    table = shard_table(45)
+    first = sender(eums(sim), ledger).run(table)
+    assert first.complete and first.counts == {"submitted": 45}
+    monkeypatch.setattr(send_module, "RESULT_BLOCK_CHUNKS", 1000)
+    again = sender(eums(sim), ledger).run(table)
+    assert again.table.equals(first.table)
+    sent = {m["mobile"]: m["message_id"] for m in sim.messages("eums")}
+    assert dict(zip(first.table["mobile"].to_pylist(), first.table["message_id"].to_pylist(),
+                    strict=True)) == sent
+    assert first.table["row_number"].to_pylist() == list(range(1, 46))
+
+
 def test_lost_answer_is_ambiguous_and_never_resent(sim, ledger) -> None:
     sim.faults({"kind": "accept_drop", "vendor": "eums", "path": "send", "count": 2})
     table = shard_table(40)

@@ -326,6 +326,8 @@ def _uniform(n: int, **values: Any) -> dict[str, Any]:
 _gc_lock = threading.Lock()
 _gc_users = 0
 _gc_saved: tuple[int, int, int] | None = None
+#: chunks whose part of the submissions table is built at once while a shard is sent
+RESULT_BLOCK_CHUNKS = 64
 #: young-generation threshold while sending (Python's default is 700)
 SENDING_GC_THRESHOLD = 50_000
 
@@ -397,11 +399,19 @@ class ShardSender:
                 for chunk in self.plan(table):  # the first requests leave while planning
                     chunks.append(chunk)
                     futures.append(pool.submit(self._send_and_arrange, chunk))
-                done = [f.result() for f in futures]
-            result = build_result(self.campaign_id, self.shard, chunks,
-                                  [record for record, _ in done], conn_id=self.conn_id,
-                                  vendor=self.client.vendor,
-                                  settled=[columns for _, columns in done])
+                # the table is put together a block of chunks at a time as they settle,
+                # so once the last answer is in, only the last block is left to do
+                parts = []
+                for start in range(0, len(futures), RESULT_BLOCK_CHUNKS):
+                    block = slice(start, start + RESULT_BLOCK_CHUNKS)
+                    done = [f.result() for f in futures[block]]
+                    parts.append(build_result(
+                        self.campaign_id, self.shard, chunks[block],
+                        [record for record, _ in done], conn_id=self.conn_id,
+                        vendor=self.client.vendor, settled=[columns for _, columns in done]))
+            result = _joined(parts) if parts else build_result(
+                self.campaign_id, self.shard, [], [], conn_id=self.conn_id,
+                vendor=self.client.vendor)
         if self._abort_reason:
             result.errors.insert(0, self._abort_reason)
         return result
@@ -556,6 +566,18 @@ def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
         "submitted_at": np.repeat(np.array(stamps, dtype=np.int64), sizes),
     }, schema=SUBMISSION_SCHEMA)
     return result
+
+
+def _joined(parts: Sequence[ShardResult]) -> ShardResult:
+    """Consecutive blocks' results as the one result of the shard."""
+    counts: Counter[str] = Counter()
+    for part in parts:
+        counts.update(part.counts)
+    return ShardResult(counts=dict(counts),
+                       table=pa.concat_tables([part.table for part in parts
+                                               if part.table is not None]),
+                       unsent_chunks=sum(part.unsent_chunks for part in parts),
+                       errors=[error for part in parts for error in part.errors])
 
 
 def _outcome_array(values: Any, n: int, name: str) -> pa.Array:
