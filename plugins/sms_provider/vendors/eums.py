@@ -288,6 +288,8 @@ def _blank_in(text: str) -> bool:
         return True
     raw = text.encode("ascii")
     return len(raw.translate(None, _ASCII_BLANKS)) != len(raw)
+
+
 _DEST, _MESSAGE_ID, _CHARGE_ITEM = (attrgetter("dest_number"), attrgetter("message_id"),
                                     attrgetter("charge_item"))
 
