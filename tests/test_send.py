@@ -292,6 +292,7 @@ def test_sending_leaves_the_collector_as_it_found_it(sim, ledger) -> None:
     (["19", "2", "201", "22"], None),                            # lengths make up the span
     (["11", "1a"], None),
     (["11", "١٢"], None),                                         # digits, not ASCII ones
+    (["", "12"], None),
 ])
 def test_consecutive_message_ids_are_kept_as_their_first(ledger, ids, run) -> None:
     """A request's ids in sequence are stored as the first one and read back whole."""
@@ -310,7 +311,7 @@ def test_consecutive_message_ids_are_kept_as_their_first(ledger, ids, run) -> No
     assert table["custom_id"].to_pylist() == ["ref"] * len(ids)
 
 
-def test_mixed_chunks_make_one_table(sim, ledger) -> None:
+def test_mixed_chunks_make_one_table(ledger) -> None:
     """Uniform and per-recipient columns of different chunks join into one table."""
     table = shard_table(4)
     chunks = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=2,

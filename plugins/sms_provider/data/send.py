@@ -298,15 +298,6 @@ def _id_run(ids: list[Any]) -> dict[str, str] | None:
     all different, spanning exactly as many numbers as there are ids, can only
     be consecutive (and a width-w digit string is its number's only spelling).
     """
-    if not ids:
-        return None
-    first, last = ids[0], ids[-1]
-    if not (isinstance(first, str) and isinstance(last, str) and first.isascii()
-            and first.isdigit() and last.isascii() and last.isdigit()):
-        return None
-    n, width = len(ids), len(first)
-    if int(last) - int(first) != n - 1 or int(last) >= 2**63:
-        return None
     try:
         joined = "".join(ids)
     except TypeError:  # an id that is not a string
@@ -314,7 +305,9 @@ def _id_run(ids: list[Any]) -> dict[str, str] | None:
     # bytes.isdigit: str.isdigit looks each character up in the Unicode tables
     if not (joined.isascii() and joined.encode("ascii").isdigit()):
         return None
-    if set(map(len, ids)) != {width} or ids != sorted(ids) or len(set(ids)) != n:
+    first, last = ids[0], ids[-1]
+    if (set(map(len, ids)) != {len(first)} or int(last) - int(first) != len(ids) - 1
+            or int(last) >= 2**63 or ids != sorted(ids) or len(set(ids)) != len(ids)):
         return None
     return {ID_RUN: first}
 
@@ -580,18 +573,16 @@ def _joined(parts: Sequence[ShardResult]) -> ShardResult:
                        errors=[error for part in parts for error in part.errors])
 
 
-def _outcome_array(values: Any, n: int, name: str) -> pa.Array:
-    """One stored outcome column of a chunk as Arrow (descriptions never null)."""
-    kind = SUBMISSION_SCHEMA.field(name).type
-    if isinstance(values, dict):  # a run of consecutive message ids
+def _outcome_array(values: list[Any] | dict[str, str], n: int, name: str) -> pa.Array:
+    """A stored per-recipient outcome column of a chunk as Arrow (descriptions never
+    null): a list, or a run of consecutive message ids."""
+    if isinstance(values, dict):
         first = values[ID_RUN]
         numbers = pa.array(np.arange(int(first), int(first) + n, dtype=np.int64))
         return pc.utf8_lpad(pc.cast(numbers, pa.string()), len(first), "0")
-    if isinstance(values, list):
-        if name == "description":
-            values = [value or "" for value in values]
-        return pa.array(values, kind)
-    return pa.repeat(pa.scalar(_description(name, values), kind), n)
+    if name == "description":
+        values = [value or "" for value in values]
+    return pa.array(values, SUBMISSION_SCHEMA.field(name).type)
 
 
 def _description(name: str, value: Any) -> Any:

@@ -586,7 +586,7 @@ class EumsClient(VendorClient):
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         if self._aes_key is not None:
             data = aes_encrypt(self._aes_key, data.encode("utf-8")).hex().upper()
-        text = self._answer(SEND, idempotent=False, data=data)
+        text = answer_text(self._post(SEND, idempotent=False, data=data), SEND, self._aes_key)
         accepted = accepted_from_text(text, mobiles, reference)
         if accepted is not None:
             return accepted
@@ -658,16 +658,16 @@ class EumsClient(VendorClient):
         return {"name": self.name, "seed": seed,
                 "key": md5_hex(self._password_md5 + seed + data), "ver": str(self.ver)}
 
-    def _answer(self, endpoint: str, *, idempotent: bool, data: str | None = None,
-                extra: dict[str, str] | None = None) -> str:
-        """POST one signed request; the answer's JSON text, decrypted where it was not plain."""
+    def _post(self, endpoint: str, *, idempotent: bool, data: str | None = None,
+              extra: dict[str, str] | None = None) -> bytes:
+        """POST one signed request; the answer's body as it came."""
         form = self._signed(data or "")
         if data is not None:
             form["data"] = data
         form.update(extra or {})
         resp: requests.Response = self.http.request("POST", endpoint, idempotent=idempotent,
                                                     data=form)
-        return answer_text(resp.content, endpoint, self._aes_key)
+        return resp.content
 
     def _call(self, endpoint: str, *, idempotent: bool, data: str | None = None,
               empty_ok: bool = False, extra: dict[str, str] | None = None
@@ -676,8 +676,8 @@ class EumsClient(VendorClient):
 
         With ``empty_ok`` a "query result empty" (130) is an answer with no data.
         """
-        text = self._answer(endpoint, idempotent=idempotent, data=data, extra=extra)
-        payload = answer_object(text, endpoint)
+        payload = decode_answer(self._post(endpoint, idempotent=idempotent, data=data,
+                                           extra=extra), endpoint, self._aes_key)
         if empty_ok and answer_code(payload, endpoint) == EMPTY_RESULT:
             return {"code": EMPTY_RESULT, "data": []}
         raise_for_answer(payload, endpoint)
