@@ -64,7 +64,6 @@ import sms_provider.data.recipients as recipients_module  # noqa: E402
 from sms_provider.data.content import ContentTemplate  # noqa: E402
 from sms_provider.data.numbers import NOT_MAINLAND, check_number_baseline  # noqa: E402
 from sms_provider.data.prepare import (  # noqa: E402
-    INTERNATIONAL_VENDORS,
     PrepareSettings,
     custom_id_prefix,
     prepare,
@@ -73,6 +72,8 @@ from sms_provider.data.prepare import (  # noqa: E402
 from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA  # noqa: E402
 from sms_provider.data.storage import DataRoot  # noqa: E402
 from sms_provider.segments import charge_items  # noqa: E402
+from sms_provider.vendors.profile import NumberStyle  # noqa: E402
+from sms_provider.vendors.profiles import profile_of  # noqa: E402
 
 CAMPAIGN = "bench"
 CONTENT = "【Shop】Hi {name}, your code is {code}"
@@ -146,9 +147,10 @@ def suppression_table(table: pa.Table, seed: int) -> pa.Table:
 
 def vendor_number(e164: str, vendor: str) -> str:
     """The number as ``vendor`` takes it, from E.164 digits of an accepted row."""
-    if vendor == "eims":
+    style = profile_of(vendor).number_style
+    if style is NumberStyle.E164:
         return e164
-    if vendor in INTERNATIONAL_VENDORS:
+    if style is NumberStyle.IDD:
         return "00" + e164
     return e164[2:]  # mainland vendors: the row is known to carry calling code 86
 
@@ -172,7 +174,7 @@ def baseline_prepare(root: DataRoot, path: Path, settings: PrepareSettings
     started = time.perf_counter()
     template = ContentTemplate.parse(settings.content)
     names = template.variables
-    mainland = settings.vendor not in INTERNATIONAL_VENDORS
+    mainland = not profile_of(settings.vendor).sends_abroad
     limit = settings.max_content_chars
     prefix = custom_id_prefix(settings.campaign_id)
     seen: set[str] = set()

@@ -8,7 +8,8 @@ import pytest
 
 from sms_provider.connection_fields import SENSITIVE_EXTRAS, conn_fields
 from sms_provider.get_provider_info import get_provider_info
-from sms_provider.vendors.registry import COMMON_EXTRAS, PIPELINE_EXTRAS, VENDORS
+from sms_provider.vendors.profiles import COMMON_EXTRAS, PIPELINE_EXTRAS
+from sms_provider.vendors.profiles import PROFILES as VENDORS
 from tests.simulator_harness import DEFAULT_CONFIG, SimulatorProcess
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sms_provider.vendors.base import Capability, OutboundMessage
+from sms_provider.vendors.profiles import PROFILES as VENDORS
 from sms_provider.vendors.registry import (
-    VENDORS,
     ConnectionConfigError,
     base_url,
     build_client,

@@ -6,14 +6,7 @@ from typing import Any
 
 from sms_provider import __version__
 from sms_provider.connection_fields import conn_fields, field_behaviour
-
-HOOKS = {
-    "emay_ims": ("EmayImsHook", "Emay International SMS"),
-    "emay_fms": ("EmayFmsHook", "Emay Flash Push (FMS)"),
-    "eims": ("EimsHook", "EIMS SMS"),
-    "eums": ("EumsHook", "EUMS SMS"),
-    "chuanglan": ("ChuanglanHook", "Chuanglan SMS"),
-}
+from sms_provider.vendors.profiles import PROFILES
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -32,11 +25,11 @@ def get_provider_info() -> dict[str, Any]:
         "connection-types": [
             {
                 "connection-type": conn_type,
-                "hook-class-name": f"sms_provider.hooks.sms.{cls}",
-                "hook-name": name,
+                "hook-class-name": f"sms_provider.hooks.sms.{profile.hook_class}",
+                "hook-name": profile.label,
                 "ui-field-behaviour": field_behaviour(conn_type),
                 "conn-fields": conn_fields(conn_type),
             }
-            for conn_type, (cls, name) in HOOKS.items()
+            for conn_type, profile in PROFILES.items()
         ],
     }

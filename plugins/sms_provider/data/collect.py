@@ -49,8 +49,7 @@ from sms_provider.errors import AmbiguousError, RateLimitedError
 from sms_provider.models import DeliveryReport, DeliveryStatus
 from sms_provider.vendors.base import Capability, VendorClient
 from sms_provider.vendors.clock import CHINA_TZ
-from sms_provider.vendors.eims import REPORT_QUERY_LIMIT
-from sms_provider.vendors.eums import STATISTIC_MAX_DAYS
+from sms_provider.vendors.profiles import profile_of
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,6 @@ SOURCE = "pull"
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=72)
 FINAL_STATUSES = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value)
 #: vendors whose numbers are international digits without '+' (8613800138000)
-_INTERNATIONAL_DIGITS = frozenset({"eims"})
 _REASON_MAX = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -270,12 +268,13 @@ def _query_pending(client: VendorClient, root: DataRoot, result: CollectResult, 
     pending = pending_message_ids(root, result.conn_id, give_up_after=give_up_after, now=now)
     result.skip("given_up", pending.given_up)
     ids = pending.ids
+    per_call = client.profile.limits.report_query or len(ids) or 1
     try:
-        for start in range(0, len(ids), REPORT_QUERY_LIMIT):
+        for start in range(0, len(ids), per_call):
             if result.calls >= max_pages:
                 result.skip("max_pages", len(ids) - start)
                 break
-            batch = ids[start:start + REPORT_QUERY_LIMIT]
+            batch = ids[start:start + per_call]
             page = client.query_reports(batch)
             result.calls += 1
             result.queried += len(batch)
@@ -363,7 +362,8 @@ def add_opt_outs(root: DataRoot, conn_id: str, inbound_table: pa.Table, *,
 
 def _e164(mobiles: Sequence[str | None], vendors: Sequence[str | None]) -> list[str | None]:
     """E.164 digits per sender, read the way each vendor writes numbers; None if invalid."""
-    first = [f"+{m}" if v in _INTERNATIONAL_DIGITS and m and m.isdigit() else m
+    e164_digits = {v: bool(v) and profile_of(v).reports_e164_digits for v in set(vendors)}
+    first = [f"+{m}" if e164_digits[v] and m and m.isdigit() else m
              for m, v in zip(mobiles, vendors, strict=True)]
     out: list[str | None] = check_numbers(pa.array(first, pa.string())).e164.to_pylist()
     retry = [i for i, v in enumerate(out) if v is None and first[i] != mobiles[i]]
@@ -396,8 +396,9 @@ def collect_statistics(client: VendorClient, root: DataRoot, conn_id: str, *, da
         result.skip("no_statistics")
         log.info("%s", result.summary())
         return result
-    if not 1 <= days <= STATISTIC_MAX_DAYS:
-        raise ValueError(f"days must be between 1 and {STATISTIC_MAX_DAYS}, got {days}")
+    widest = client.profile.limits.statistics_days or days
+    if not 1 <= days <= widest:
+        raise ValueError(f"days must be between 1 and {widest}, got {days}")
     fetched = _now(now)
     end = today or fetched.astimezone(CHINA_TZ).date()
     start = end - timedelta(days=days - 1)

@@ -52,6 +52,9 @@ from phonenumbers import (
     ValidationResult,
 )
 
+from sms_provider.vendors.profile import NumberStyle
+from sms_provider.vendors.profiles import profile_of
+
 # --- reason codes -------------------------------------------------------------
 
 EMPTY = "empty"
@@ -1074,15 +1077,6 @@ def check_numbers(raw: pa.Array | pa.ChunkedArray, default_region: str = "CN", *
 
 # --- what each vendor wants ---------------------------------------------------------
 
-_VENDOR_STYLE = {
-    "emay_ims": "idd",       # international: 00 + calling code + number
-    "eims": "e164",          # 8613800138000
-    "emay_fms": "mainland",  # 13800138000, mainland numbers only
-    "eums": "mainland",
-    "chuanglan": "mainland",
-}
-
-
 def mainland_only(check: NumberCheck) -> NumberCheck:
     """The same verdicts, with valid numbers outside mainland China refused as ``not_mainland``."""
     foreign = pc.fill_null(
@@ -1100,11 +1094,9 @@ def mainland_only(check: NumberCheck) -> NumberCheck:
 
 def format_for_vendor(check: NumberCheck, vendor: str) -> pa.Array:
     """Each row's number the way ``vendor`` takes it; null where the row cannot be sent."""
-    style = _VENDOR_STYLE.get(vendor)
-    if style is None:
-        raise ValueError(f"unknown vendor {vendor!r}; known: {sorted(_VENDOR_STYLE)}")
-    if style == "mainland":
+    style = profile_of(vendor).number_style
+    if style is NumberStyle.MAINLAND:
         return mainland_only(check).national
-    if style == "e164":
+    if style is NumberStyle.E164:
         return check.e164
     return pc.binary_join_element_wise(pa.scalar("00"), check.e164, "")

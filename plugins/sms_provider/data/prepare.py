@@ -25,8 +25,8 @@ from sms_provider.data.numbers import check_numbers, format_for_vendor
 from sms_provider.data.recipients import load_recipients
 from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA
 from sms_provider.data.storage import DataRoot
+from sms_provider.vendors.profiles import profile_of
 
-INTERNATIONAL_VENDORS = frozenset({"emay_ims", "eims"})
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
             raise ValueError(f"template variable {name!r} has no column in {recipients}; "
                              f"columns: {', '.join(table.column_names)}")
     raw = table[settings.mobile_column]
-    mainland = settings.vendor not in INTERNATIONAL_VENDORS
+    mainland = not profile_of(settings.vendor).sends_abroad
     check = check_numbers(raw, settings.default_region, mainland=mainland)
     if mainland:
         mobile = check.national  # the mainland format, without a second mainland pass

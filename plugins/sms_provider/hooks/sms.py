@@ -14,6 +14,8 @@ from airflow.sdk import BaseHook
 from sms_provider.connection_fields import SENSITIVE_EXTRAS, field_behaviour
 from sms_provider.errors import SmsError
 from sms_provider.vendors.base import Capability, VendorClient
+from sms_provider.vendors.profile import VendorProfile
+from sms_provider.vendors.profiles import PROFILES
 from sms_provider.vendors.registry import ConnectionConfigError, build_client
 
 
@@ -72,38 +74,21 @@ class SmsVendorHook(BaseHook):
         return True, f"credentials accepted; balance {shown}"
 
 
-class EmayImsHook(SmsVendorHook):
-    conn_type = "emay_ims"
-    default_conn_name = "sms_emay_ims"
-    hook_name = "Emay International SMS"
-
-
-class EmayFmsHook(SmsVendorHook):
-    conn_type = "emay_fms"
-    default_conn_name = "sms_emay_fms"
-    hook_name = "Emay Flash Push (FMS)"
-
-
-class EimsHook(SmsVendorHook):
-    conn_type = "eims"
-    default_conn_name = "sms_eims"
-    hook_name = "EIMS SMS"
-
-
-class EumsHook(SmsVendorHook):
-    conn_type = "eums"
-    default_conn_name = "sms_eums"
-    hook_name = "EUMS SMS"
-
-
-class ChuanglanHook(SmsVendorHook):
-    conn_type = "chuanglan"
-    default_conn_name = "sms_chuanglan"
-    hook_name = "Chuanglan SMS"
+def _vendor_hook(profile: VendorProfile) -> type[SmsVendorHook]:
+    """One hook class per profile, named as the provider metadata names it."""
+    return type(profile.hook_class, (SmsVendorHook,), {
+        "__module__": __name__,
+        "__doc__": f"Hook for {profile.label} connections (``{profile.conn_type}``).",
+        "conn_type": profile.conn_type,
+        "default_conn_name": profile.default_conn_id,
+        "hook_name": profile.label,
+    })
 
 
 _HOOKS_BY_TYPE: dict[str, type[SmsVendorHook]] = {
-    h.conn_type: h for h in (EmayImsHook, EmayFmsHook, EimsHook, EumsHook, ChuanglanHook)}
+    conn_type: _vendor_hook(profile) for conn_type, profile in PROFILES.items()}
+# importable by the names the provider metadata gives (EumsHook, EimsHook, ...)
+globals().update({hook.__name__: hook for hook in _HOOKS_BY_TYPE.values()})
 
 
 def hook_for_connection(conn_id: str) -> SmsVendorHook:

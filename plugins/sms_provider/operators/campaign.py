@@ -24,7 +24,6 @@ from sms_provider.vendors.registry import pipeline_settings
 if TYPE_CHECKING:
     import pyarrow as pa
 
-FMS = "emay_fms"
 
 
 def _as_bool(value: Any) -> bool:
@@ -61,9 +60,10 @@ class PrepareRecipientsOperator(BaseOperator):
 
         with hook_for_connection(self.sms_conn_id).get_client() as client:
             vendor, limit = client.vendor, getattr(client, "max_content_chars", None)
+            templates = client.supports(Capability.TEMPLATES)
         root = data_root()
         try:
-            template_vars = (ContentTemplate.parse(self.content).variables if vendor == FMS
+            template_vars = (ContentTemplate.parse(self.content).variables if templates
                              else None)
             with local_recipients(self.recipients) as path:
                 summary = prepare(root, path, PrepareSettings(
@@ -147,7 +147,7 @@ class FmsTemplateOperator(BaseOperator):
         from sms_provider.data.content import ContentTemplate
 
         with hook_for_connection(self.sms_conn_id).get_client() as client:
-            if client.vendor != FMS:
+            if not client.supports(Capability.TEMPLATES):
                 return self.template_id or ""
             template_id = self.template_id or None
             if template_id is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from sms_provider.errors import LimitExceededError
 from sms_provider.models import (
@@ -23,6 +23,9 @@ from sms_provider.models import (
     Submission,
 )
 from sms_provider.vendors.transport import HttpSettings, HttpTransport
+
+if TYPE_CHECKING:
+    from sms_provider.vendors.profile import VendorProfile
 
 
 @dataclass(slots=True)
@@ -84,17 +87,32 @@ class Capability:
 
 
 class VendorClient:
-    """Base for the five clients: one keep-alive session, limits, nothing secret in repr."""
+    """Base for the five clients: one keep-alive session, limits, nothing secret in repr.
 
+    A client class names its :class:`VendorProfile`; the class attributes below are
+    copied from it once, so the send path reads them without a lookup.
+    """
+
+    profile: ClassVar[VendorProfile]
     vendor: ClassVar[str] = ""
     #: the largest number of recipients one request may carry, per the document
     batch_limit: ClassVar[int] = 1
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: where the vendor keeps our own id: per ``"message"`` (Emay customImsId /
-    #: customFmsId), per ``"request"`` (EUMS reference) or nowhere (``None``)
-    custom_id_scope: ClassVar[str | None] = None
+    #: customFmsId), per ``"request"`` (EUMS reference) or nowhere (``"none"``)
+    custom_id_scope: ClassVar[str] = "none"
     #: whether one request may carry different contents (or template variables)
     personalised_batches: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        profile = cls.__dict__.get("profile")
+        if profile is not None:
+            cls.vendor = profile.conn_type
+            cls.batch_limit = profile.limits.batch
+            cls.capabilities = profile.capabilities
+            cls.custom_id_scope = profile.custom_id_scope.value
+            cls.personalised_batches = profile.personalised_batches
 
     def __init__(self, settings: HttpSettings, *, max_batch: int | None = None) -> None:
         if max_batch is not None and not 1 <= max_batch <= self.batch_limit:

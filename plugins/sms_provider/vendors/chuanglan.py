@@ -37,21 +37,24 @@ from sms_provider.models import (
     SubmissionStatus,
 )
 from sms_provider.segments import charge_items
-from sms_provider.vendors.base import Capability, OutboundMessage, VendorClient
+from sms_provider.vendors import profiles
+from sms_provider.vendors.base import OutboundMessage, VendorClient
 from sms_provider.vendors.clock import CHINA_TZ
 from sms_provider.vendors.codes import CodeTable, normalise_state, raise_for_code
 from sms_provider.vendors.limits import check_content, same_content
+from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.transport import HttpSettings
 
-VENDOR = "chuanglan"
+PROFILE = profiles.CHUANGLAN
+VENDOR = PROFILE.conn_type
 SEND_PATH = "/msg/HttpBatchSendSM"
 BALANCE_PATH = "/msg/QueryBalance"
 PUSH_REPORT = "push report"
 PUSH_MO = "push MO"
 
-MAX_NUMBERS = 50_000
+MAX_NUMBERS = PROFILE.limits.batch
 #: Error 106 fires above 536 characters although another paragraph says 700.
-DOC_CONTENT_LIMIT = 536
+DOC_CONTENT_LIMIT = PROFILE.limits.content_chars
 DOC_CONTENT_CEILING = 700
 SEND_RETRY_AFTER_S = 1.0
 #: The balance call's own 103 text advises one query every 10 seconds.
@@ -130,14 +133,7 @@ class ChuanglanClient(VendorClient):
       values up to 700 are accepted.
     """
 
-    vendor: ClassVar[str] = VENDOR
-    batch_limit: ClassVar[int] = MAX_NUMBERS
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {Capability.SEND, Capability.PUSH_REPORTS, Capability.BALANCE})
-    #: the platform carries no id of ours: custom ids stay on our side only
-    custom_id_scope: ClassVar[str | None] = None
-    #: one content per request
-    personalised_batches: ClassVar[bool] = False
+    profile: ClassVar[VendorProfile] = PROFILE
 
     def __init__(self, settings: HttpSettings, *, account: str, password: str,
                  product: str | None = None, extno: str | None = None,

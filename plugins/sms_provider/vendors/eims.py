@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -50,21 +50,24 @@ from sms_provider.models import (
     SubmissionStatus,
 )
 from sms_provider.segments import charge_items
-from sms_provider.vendors.base import Capability, OutboundMessage, VendorClient
+from sms_provider.vendors import profiles
+from sms_provider.vendors.base import OutboundMessage, VendorClient
 from sms_provider.vendors.clock import parse_china
 from sms_provider.vendors.codec import md5_hex
 from sms_provider.vendors.codes import CodeTable, raise_for_code
 from sms_provider.vendors.limits import check_content, same_content
+from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.transport import HttpSettings
 
-VENDOR = "eims"
+PROFILE = profiles.EIMS
+VENDOR = PROFILE.conn_type
 
 GET_BATCH_LIMIT = 100
-POST_BATCH_LIMIT = 10_000
-REPORT_QUERY_LIMIT = 200
-INBOUND_PAGE_LIMIT = 50
-PUSH_PAGE_LIMIT = 50
-MAX_CONTENT_CHARS = 1024
+POST_BATCH_LIMIT = PROFILE.limits.batch
+REPORT_QUERY_LIMIT = PROFILE.limits.report_query
+INBOUND_PAGE_LIMIT = PROFILE.limits.inbound_page
+PUSH_PAGE_LIMIT = PROFILE.limits.push_page
+MAX_CONTENT_CHARS = PROFILE.limits.content_chars
 
 PATH_BALANCE = "/getbalance"
 PATH_SEND = "/sendsms"
@@ -445,12 +448,7 @@ class EimsClient(VendorClient):
     (``8613800138000``). One request carries one content for all its numbers.
     """
 
-    vendor = VENDOR
-    batch_limit = POST_BATCH_LIMIT
-    capabilities = frozenset({Capability.SEND, Capability.QUERY_REPORTS,
-                              Capability.PUSH_REPORTS, Capability.INBOUND, Capability.BALANCE})
-    custom_id_scope = None  # the platform keeps no id of ours: reports match by its ids
-    personalised_batches = False
+    profile: ClassVar[VendorProfile] = PROFILE
 
     def __init__(self, settings: HttpSettings, *, account: str, password: str,
                  md5_key: str | None = None, seq_path: str | os.PathLike[str] | None = None,

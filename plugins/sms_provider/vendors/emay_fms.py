@@ -33,15 +33,17 @@ from sms_provider.models import (
     Template,
 )
 from sms_provider.segments import charge_items
-from sms_provider.vendors import emay_common
-from sms_provider.vendors.base import Capability, OutboundMessage, VendorClient
+from sms_provider.vendors import emay_common, profiles
+from sms_provider.vendors.base import OutboundMessage, VendorClient
 from sms_provider.vendors.clock import epoch_ms, parse_china
 from sms_provider.vendors.codec import aes_key_bytes
 from sms_provider.vendors.codes import CodeTable, normalise_state, raise_for_code
 from sms_provider.vendors.limits import check_custom_id
+from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.transport import HttpSettings
 
-VENDOR = "emay_fms"
+PROFILE = profiles.EMAY_FMS
+VENDOR = PROFILE.conn_type
 
 #: One table for every code the FMS platform answers (shared with Emay IMS).
 CODES: CodeTable = emay_common.CODES
@@ -51,9 +53,9 @@ MOBILE_RE = re.compile(r"1[0-9]{10}")  # used with fullmatch: ASCII digits only
 #: ``${name}``; the document's ``{name}`` is a typo per the platform's behaviour.
 PLACEHOLDER_RE = re.compile(r"\$\{([^{}]+)\}")
 
-BATCH_LIMIT = 300
-REPORT_PULL_LIMIT = 500
-CUSTOM_ID_MAX = 32
+BATCH_LIMIT = PROFILE.limits.batch
+REPORT_PULL_LIMIT = PROFILE.limits.report_pull
+CUSTOM_ID_MAX = PROFILE.limits.custom_id_chars
 DEFAULT_PREFIXES = {"normal": "/fms/normal", "secure": "/fms/secure"}
 _MODE_ALIASES = {"normal": "normal", "plain": "normal", "secure": "secure"}
 
@@ -263,12 +265,7 @@ class EmayFmsClient(VendorClient):
       whose clock is known to be off.
     """
 
-    vendor: ClassVar[str] = VENDOR
-    batch_limit: ClassVar[int] = BATCH_LIMIT
-    capabilities: ClassVar[frozenset[str]] = frozenset({
-        Capability.SEND, Capability.PULL_REPORTS, Capability.BALANCE, Capability.TEMPLATES})
-    custom_id_scope: ClassVar[str | None] = "message"  # customFmsId, one per recipient
-    personalised_batches: ClassVar[bool] = True  # each entry of fmses has its own variables
+    profile: ClassVar[VendorProfile] = PROFILE
 
     def __init__(self, settings: HttpSettings, *, app_id: str, secret_key: str,
                  mode: str = "normal", gzip: bool = True, path_prefix: str | None = None,

@@ -27,15 +27,17 @@ from sms_provider.errors import (
 )
 from sms_provider.models import DeliveryReport, Submission, SubmissionStatus
 from sms_provider.segments import charge_items
-from sms_provider.vendors import emay_common
-from sms_provider.vendors.base import Capability, OutboundMessage, VendorClient
+from sms_provider.vendors import emay_common, profiles
+from sms_provider.vendors.base import OutboundMessage, VendorClient
 from sms_provider.vendors.clock import china_stamp, epoch_ms, parse_china
 from sms_provider.vendors.codec import aes_decrypt, aes_key_bytes, gzip_decompress, md5_hex
 from sms_provider.vendors.codes import CodeTable, normalise_state, raise_for_code
 from sms_provider.vendors.limits import check_content, check_custom_id
+from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.transport import HttpSettings
 
-VENDOR = "emay_ims"
+PROFILE = profiles.EMAY_IMS
+VENDOR = PROFILE.conn_type
 
 #: One table for every code either interface answers; unknown codes become VendorError.
 CODES: CodeTable = emay_common.CODES
@@ -45,9 +47,9 @@ SEND_BATCH = "sendBatchIMS"
 SEND_PERSONALITY = "sendPersonalityIMS"
 GET_REPORT = "getIMSReport"
 
-MAX_RECIPIENTS = 300
-MAX_REPORTS = 500
-DEFAULT_MAX_CONTENT_CHARS = 1000
+MAX_RECIPIENTS = PROFILE.limits.batch
+MAX_REPORTS = PROFILE.limits.report_pull
+DEFAULT_MAX_CONTENT_CHARS = PROFILE.limits.content_chars
 #: ``00`` + country code + subscriber number, as the document's examples write them.
 MOBILE_PATTERN = re.compile(r"^00\d{6,16}$")
 #: The platform gives no back-off hint with ERROR_OVER_SPEED; one second is our guess.
@@ -71,12 +73,7 @@ class EmayImsClient(VendorClient):
     Mobiles must already be ``00`` + country code + number (``0061422118000``).
     """
 
-    vendor: ClassVar[str] = VENDOR
-    batch_limit: ClassVar[int] = MAX_RECIPIENTS
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {Capability.SEND, Capability.PULL_REPORTS, Capability.PUSH_REPORTS})
-    custom_id_scope: ClassVar[str | None] = "message"
-    personalised_batches: ClassVar[bool] = True
+    profile: ClassVar[VendorProfile] = PROFILE
 
     def __init__(self, settings: HttpSettings, *, app_id: str, secret_key: str,
                  mode: Mode = "plain", gzip: bool = True, request_valid_period: int = 60,

@@ -54,8 +54,8 @@ from sms_provider.models import (
     Submission,
     SubmissionStatus,
 )
+from sms_provider.vendors import profiles
 from sms_provider.vendors.base import (
-    Capability,
     OutboundMessage,
     VendorClient,
     message_columns,
@@ -64,9 +64,11 @@ from sms_provider.vendors.clock import china_now, china_stamp, parse_china
 from sms_provider.vendors.codec import aes_decrypt, aes_encrypt, aes_key_bytes, md5_hex
 from sms_provider.vendors.codes import CodeTable, normalise_state, raise_for_code
 from sms_provider.vendors.limits import check_content, check_custom_id, same_content
+from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.transport import HttpSettings
 
-VENDOR = "eums"
+PROFILE = profiles.EUMS
+VENDOR = PROFILE.conn_type
 
 PATH_PREFIX = "/eums/sms/utf8/json/"
 SEND = PATH_PREFIX + "send.do"
@@ -77,13 +79,13 @@ STATISTIC = PATH_PREFIX + "statistic_app.do"
 
 PLAIN, AES = 1, 17
 #: The document names no maximum of numbers per request: a conservative default.
-MAX_RECIPIENTS = 1000
-MAX_CONTENT_CHARS = 500
-REFERENCE_MAX = 50
+MAX_RECIPIENTS = PROFILE.limits.batch
+MAX_CONTENT_CHARS = PROFILE.limits.content_chars
+REFERENCE_MAX = PROFILE.limits.custom_id_chars
 REFERENCE_FORBIDDEN = (",", ";")
-STATISTIC_MAX_DAYS = 31
-STATISTIC_CALLS = 3
-STATISTIC_WINDOW_S = 60.0
+STATISTIC_MAX_DAYS = PROFILE.limits.statistics_days
+STATISTIC_CALLS = PROFILE.limits.statistics_calls
+STATISTIC_WINDOW_S = PROFILE.limits.statistics_window_s
 #: The document gives 131 no back-off hint; a third of the one-minute window.
 TOO_FREQUENT_RETRY_AFTER_S = 20.0
 OK = 0
@@ -527,13 +529,7 @@ class EumsClient(VendorClient):
     Statistics are limited client-side to the documented 3 calls a minute.
     """
 
-    vendor: ClassVar[str] = VENDOR
-    batch_limit: ClassVar[int] = MAX_RECIPIENTS
-    capabilities: ClassVar[frozenset[str]] = frozenset({
-        Capability.SEND, Capability.PULL_REPORTS, Capability.INBOUND, Capability.BALANCE,
-        Capability.STATISTICS})
-    custom_id_scope: ClassVar[str | None] = "request"  # one reference per request
-    personalised_batches: ClassVar[bool] = False
+    profile: ClassVar[VendorProfile] = PROFILE
 
     def __init__(self, settings: HttpSettings, *, name: str, password: str, ver: int = PLAIN,
                  aes_key: str | None = None, max_batch: int | None = None,

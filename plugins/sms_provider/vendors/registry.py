@@ -9,86 +9,16 @@ as ``aes-key`` would otherwise be silently ignored).
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any
 
 from sms_provider.vendors.base import VendorClient
+from sms_provider.vendors.profiles import COMMON_EXTRAS, PIPELINE_EXTRAS, PROFILES
 from sms_provider.vendors.transport import HttpSettings
 
 
 class ConnectionConfigError(ValueError):
     """A connection field is missing or malformed; the message names the field."""
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"{value!r} is not a boolean")
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None or str(value) == "" else str(value)
-
-
-@dataclass(frozen=True)
-class VendorSpec:
-    """How a connection type maps onto one client class."""
-
-    client: str            # "module:Class"
-    login_as: str          # constructor keyword that receives Connection.login
-    password_as: str       # constructor keyword that receives Connection.password
-    extras: Mapping[str, Callable[[Any], Any]]
-    default_port: int | None = None
-    label: str = ""
-
-    def client_class(self) -> type[VendorClient]:
-        module, _, name = self.client.partition(":")
-        return getattr(importlib.import_module(module), name)
-
-
-#: extras every connection type takes (transport settings)
-COMMON_EXTRAS: dict[str, Callable[[Any], Any]] = {
-    "timeout": float, "connect_timeout": float, "rate_limit": float, "max_batch": int,
-}
-
-#: extras the pipeline reads (not the client): what one charge item costs where
-#: a vendor bills in money (EIMS), and how many requests a send task keeps in flight
-PIPELINE_EXTRAS: dict[str, Callable[[Any], Any]] = {
-    "price_per_item": Decimal, "send_concurrency": int,
-}
-
-VENDORS: dict[str, VendorSpec] = {
-    "emay_ims": VendorSpec(
-        "sms_provider.vendors.emay_ims:EmayImsClient", "app_id", "secret_key",
-        {"mode": str, "gzip": _bool, "request_valid_period": int, "max_content_chars": int},
-        label="Emay International SMS"),
-    "emay_fms": VendorSpec(
-        "sms_provider.vendors.emay_fms:EmayFmsClient", "app_id", "secret_key",
-        {"mode": str, "gzip": _bool, "path_prefix": _opt_str, "request_valid_period": int},
-        label="Emay Flash Push (FMS)"),
-    "eims": VendorSpec(
-        "sms_provider.vendors.eims:EimsClient", "account", "password",
-        {"md5_key": _opt_str, "seq_path": _opt_str, "method": str, "max_content_chars": int},
-        default_port=20003, label="EIMS"),
-    "eums": VendorSpec(
-        "sms_provider.vendors.eums:EumsClient", "name", "password",
-        {"ver": int, "aes_key": _opt_str, "clock_offset_s": float, "ext": _opt_str,
-         "max_content_chars": int},
-        label="EUMS"),
-    "chuanglan": VendorSpec(
-        "sms_provider.vendors.chuanglan:ChuanglanClient", "account", "password",
-        {"product": _opt_str, "extno": _opt_str, "needstatus": _bool,
-         "max_content_chars": int},
-        label="Chuanglan"),
-}
 
 
 def base_url(host: str, port: int | None, schema: str | None, default_port: int | None) -> str:
@@ -112,12 +42,12 @@ def base_url(host: str, port: int | None, schema: str | None, default_port: int 
 def pipeline_settings(extras: Mapping[str, Any] | None) -> dict[str, Any]:
     """The typed pipeline extras of a connection (absent ones left out)."""
     out: dict[str, Any] = {}
-    for key, coerce in PIPELINE_EXTRAS.items():
+    for key, extra in PIPELINE_EXTRAS.items():
         raw = (extras or {}).get(key)
         if raw is None or raw == "":
             continue
         try:
-            out[key] = coerce(raw)
+            out[key] = extra.coerce(raw)
         except (TypeError, ValueError, ArithmeticError):
             raise ConnectionConfigError(f"extra {key!r} has a malformed value") from None
     return out
@@ -128,10 +58,10 @@ def build_client(conn_type: str, *, host: str, port: int | None = None,
                  password: str | None = None, extras: Mapping[str, Any] | None = None
                  ) -> VendorClient:
     """The client for one connection; ConnectionConfigError names any bad field."""
-    spec = VENDORS.get(conn_type)
+    spec = PROFILES.get(conn_type)
     if spec is None:
         raise ConnectionConfigError(
-            f"unknown connection type {conn_type!r}; expected one of {sorted(VENDORS)}")
+            f"unknown connection type {conn_type!r}; expected one of {sorted(PROFILES)}")
     if not login:
         raise ConnectionConfigError(f"{conn_type}: login ({spec.login_as}) is empty")
     if not password:
@@ -141,15 +71,15 @@ def build_client(conn_type: str, *, host: str, port: int | None = None,
     for key, raw in (extras or {}).items():
         if key in PIPELINE_EXTRAS:
             continue
-        coerce = spec.extras.get(key) or COMMON_EXTRAS.get(key)
-        if coerce is None:
+        extra = spec.extras.get(key) or COMMON_EXTRAS.get(key)
+        if extra is None:
             allowed = sorted({*spec.extras, *COMMON_EXTRAS, *PIPELINE_EXTRAS})
             raise ConnectionConfigError(
                 f"{conn_type}: unknown extra {key!r}; allowed: {', '.join(allowed)}")
         if raw is None:
             continue
         try:
-            value = coerce(raw)
+            value = extra.coerce(raw)
         except (TypeError, ValueError):
             # The value may be a key: name the field, never echo the value.
             raise ConnectionConfigError(
