@@ -280,7 +280,7 @@ def test_vendor_formats() -> None:
                                                             None, None]
     for vendor in ("emay_fms", "eums", "chuanglan"):
         assert format_for_vendor(check, vendor).to_pylist() == ["13800138000", None, None, None]
-    with pytest.raises(ValueError, match="unknown connection type .nope."):
+    with pytest.raises(ValueError, match=r"unknown connection type .nope."):
         format_for_vendor(check, "nope")
 
 

@@ -32,6 +32,7 @@ from sms_provider.simulator.state import (
 )
 from sms_provider.simulator.vendor_base import Handler, VendorSimulator
 from sms_provider.vendors.clock import CHINA_TZ, china_now, china_stamp
+from sms_provider.vendors.profiles import CHUANGLAN
 
 SEND_PATH = "/msg/HttpBatchSendSM"
 BALANCE_PATH = "/msg/QueryBalance"
@@ -62,8 +63,9 @@ class ChuanglanSimulator(VendorSimulator):
         self.password = str(config.get("password", ""))
         self.products = [str(p) for p in config.get("products") or ["1"]]
         self.require_signature = bool(config.get("require_signature", True))
-        self.max_content_chars = int(config.get("max_content_chars", 536))
-        self.max_numbers = int(config.get("max_numbers", 50_000))
+        self.max_content_chars = int(config.get("max_content_chars",
+                                                CHUANGLAN.limits.content_chars))
+        self.max_numbers = int(config.get("max_numbers", CHUANGLAN.limits.batch))
         self.receiver = str(config.get("receiver") or "")
         self.receiver_password = str(config.get("receiver_password") or "")
         self.balance_interval_s = float(config.get("balance_query_interval_s", 0))

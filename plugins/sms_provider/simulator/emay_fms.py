@@ -22,13 +22,14 @@ from sms_provider.simulator.vendor_base import Handler, VendorSimulator
 from sms_provider.vendors import emay_common
 from sms_provider.vendors.clock import CHINA_TZ
 from sms_provider.vendors.codec import aes_decrypt, aes_encrypt, gzip_compress, gzip_decompress
+from sms_provider.vendors.profiles import EMAY_FMS
 
 SUCCESS = emay_common.SUCCESS
 MOBILE_RE = re.compile(r"1[0-9]{10}")
 PLACEHOLDER_RE = re.compile(r"\$\{([^{}]+)\}")
-MAX_MOBILES = 300
-MAX_REPORTS = 500
-CUSTOM_ID_MAX = 32
+MAX_MOBILES = EMAY_FMS.limits.batch
+MAX_REPORTS = EMAY_FMS.limits.report_pull
+CUSTOM_ID_MAX = EMAY_FMS.limits.custom_id_chars
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 NORMAL_PREFIXES = ("/fms/normal", "/inter")
 SECURE_PREFIX = "/fms/secure"

@@ -25,10 +25,11 @@ from sms_provider.simulator.vendor_base import Handler, VendorSimulator
 from sms_provider.vendors import emay_common
 from sms_provider.vendors.clock import CHINA_TZ, china_now
 from sms_provider.vendors.codec import aes_decrypt, gzip_decompress, md5_hex
+from sms_provider.vendors.profiles import EMAY_IMS
 
-MAX_RECIPIENTS = 300
-MAX_REPORTS = 500
-CUSTOM_ID_MAX = 32
+MAX_RECIPIENTS = EMAY_IMS.limits.batch
+MAX_REPORTS = EMAY_IMS.limits.report_pull
+CUSTOM_ID_MAX = EMAY_IMS.limits.custom_id_chars
 MOBILE_PATTERN = re.compile(r"^00\d{6,16}$")
 STAMP_PATTERN = re.compile(r"^\d{14}$")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -39,6 +39,7 @@ from sms_provider.simulator.state import DELIVERED, InsufficientBalance, SimStat
 from sms_provider.simulator.vendor_base import Handler, VendorSimulator
 from sms_provider.vendors.clock import CHINA_TZ
 from sms_provider.vendors.codec import aes_decrypt, aes_encrypt, md5_hex
+from sms_provider.vendors.profiles import EUMS
 
 PREFIX = "/eums/sms/utf8/json/"
 STATISTIC_PATH = PREFIX + "statistic_app.do"
@@ -49,9 +50,9 @@ FAILURE_STATES = ("UNDELIV", "EXPIRED", "REJECTD", "MK:0001")
 EXT_MAX_DIGITS = 12
 #: message ids hold a 4-digit position within the request
 MAX_NUMBERS_CEILING = 10_000
-REFERENCE_MAX = 50
+REFERENCE_MAX = EUMS.limits.custom_id_chars
 SIGNATURE_MAX = 20
-STATISTIC_MAX_DAYS = 31
+STATISTIC_MAX_DAYS = EUMS.limits.statistics_days
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 ACCOUNT_CODES = {"suspended": 202, "deleted": 203}
 
@@ -82,7 +83,8 @@ class EumsSimulator(VendorSimulator):
         if not 1 <= self.max_numbers <= MAX_NUMBERS_CEILING:
             raise ValueError(f"eums: max_numbers must be 1..{MAX_NUMBERS_CEILING}")
         self.skew_s = float(config.get("skew_minutes", 30)) * 60
-        self.statistic_calls = int(config.get("statistic_calls_per_minute", 3))
+        self.statistic_calls = int(config.get("statistic_calls_per_minute",
+                                                  EUMS.limits.statistics_calls))
         self.account_code = ACCOUNT_CODES.get(str(config.get("account_status", "active")))
         self.blocked_words = tuple(str(w) for w in config.get("blocked_words", ()))
         self.mo_port = str(config.get("mo_port", "1069012345678"))
