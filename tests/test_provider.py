@@ -68,6 +68,29 @@ def test_a_connection_given_as_a_uri_works(eums_uri: str, sim: SimulatorProcess)
     assert ok and "balance 1000000 items" in message
 
 
+def test_a_hook_looks_its_connection_up_once(eums_uri: str, sim: SimulatorProcess,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client, settings and connection test share one lookup (a secrets backend may be
+    a network call per lookup)."""
+    from airflow.sdk import BaseHook
+
+    from sms_provider.hooks.sms import hook_for_connection
+
+    lookups: list[str] = []
+    real = BaseHook.get_connection.__func__
+
+    def counting(cls, conn_id: str):
+        lookups.append(conn_id)
+        return real(cls, conn_id)
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(counting))
+    hook = hook_for_connection("sms_eums")
+    hook.get_client().close()
+    assert hook.pipeline_settings == {}
+    assert hook.test_connection()[0]
+    assert lookups == ["sms_eums"]
+
+
 def test_the_aes_key_and_password_are_masked(eums_uri: str) -> None:
     from airflow.sdk._shared.secrets_masker.secrets_masker import redact
 

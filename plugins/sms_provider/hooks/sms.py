@@ -7,7 +7,7 @@ secret masking and the connection test button.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseHook
 
@@ -16,7 +16,10 @@ from sms_provider.errors import SmsError
 from sms_provider.vendors.base import Capability, VendorClient
 from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.profiles import PROFILES
-from sms_provider.vendors.registry import ConnectionConfigError, build_client
+from sms_provider.vendors.registry import ConnectionConfigError, build_client, pipeline_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 
 def _mask(value: Any) -> None:
@@ -27,7 +30,11 @@ def _mask(value: Any) -> None:
 
 
 class SmsVendorHook(BaseHook):
-    """Base of the vendor hooks. ``get_client()`` gives a ready client."""
+    """Base of the vendor hooks. ``get_client()`` gives a ready client.
+
+    The connection is looked up once per hook (a secrets backend may be a network
+    call) and gives both the client and the pipeline settings.
+    """
 
     conn_name_attr = "sms_conn_id"
     default_conn_name = "sms_default"
@@ -37,6 +44,25 @@ class SmsVendorHook(BaseHook):
     def __init__(self, sms_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sms_conn_id = sms_conn_id or self.default_conn_name
+        self._connection: Connection | None = None
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = self.get_connection(self.sms_conn_id)
+        return self._connection
+
+    @property
+    def profile(self) -> VendorProfile:
+        return PROFILES[self.conn_type]
+
+    @property
+    def pipeline_settings(self) -> dict[str, Any]:
+        """The connection's typed pipeline extras (send concurrency, price per item)."""
+        try:
+            return pipeline_settings(self.connection.extra_dejson)
+        except ConnectionConfigError as exc:
+            raise ConnectionConfigError(f"connection {self.sms_conn_id!r}: {exc}") from None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -46,7 +72,7 @@ class SmsVendorHook(BaseHook):
                 "placeholders": behaviour["placeholders"]}
 
     def get_client(self) -> VendorClient:
-        conn = self.get_connection(self.sms_conn_id)
+        conn = self.connection
         extras = dict(conn.extra_dejson)
         _mask(conn.password)
         for name in SENSITIVE_EXTRAS & set(extras):
@@ -99,4 +125,6 @@ def hook_for_connection(conn_id: str) -> SmsVendorHook:
         raise ConnectionConfigError(
             f"connection {conn_id!r} has type {conn.conn_type!r}; expected one of "
             f"{sorted(_HOOKS_BY_TYPE)}")
-    return hook_cls(sms_conn_id=conn_id)
+    hook = hook_cls(sms_conn_id=conn_id)
+    hook._connection = conn
+    return hook

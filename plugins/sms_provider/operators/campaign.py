@@ -19,7 +19,6 @@ from sms_provider.campaign_config import QuietHours
 from sms_provider.hooks.sms import hook_for_connection
 from sms_provider.models import ApprovalState
 from sms_provider.vendors.base import Capability
-from sms_provider.vendors.registry import pipeline_settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -105,8 +104,7 @@ class CheckBalanceOperator(BaseOperator):
                 return None
             balances = client.balance()
             product = getattr(client, "product", None)
-        conn = hook.get_connection(hook.sms_conn_id)
-        settings = pipeline_settings(conn.extra_dejson)
+        settings = hook.pipeline_settings
         chosen = next((b for b in balances if product and b.product == product), balances[0])
         if chosen.unit == "money":
             price = settings.get("price_per_item")
@@ -230,9 +228,7 @@ class SendShardOperator(BaseOperator):
         shard = int(self.shard)
         table = read_shard(root, self.campaign_id, shard)
         hook = hook_for_connection(self.sms_conn_id)
-        conn = hook.get_connection(hook.sms_conn_id)
-        concurrency = self.concurrency or pipeline_settings(conn.extra_dejson).get(
-            "send_concurrency", 4)
+        concurrency = self.concurrency or hook.pipeline_settings.get("send_concurrency", 4)
         target = root.campaign(self.campaign_id, "submissions", f"part-{shard:05d}.parquet")
         template_id = self.template_id or None
         with hook.get_client() as client:
