@@ -20,7 +20,7 @@ PREPARED_SCHEMA = pa.schema([
 REJECTED_SCHEMA = pa.schema([
     ("row_number", pa.int64()),
     ("raw_value", pa.string()),     # the mobile cell as it was in the file
-    ("reason", pa.string()),        # a stable code, see README
+    ("reason", pa.string()),        # a stable code, see docs/analyst-guide.md
     ("detail", pa.string()),
 ])
 
@@ -128,7 +128,7 @@ RECONCILIATION_SCHEMA = pa.schema([
     ("report_time", pa.timestamp("ms", tz="UTC")),
     ("latency_s", pa.float64()),         # report_time - submitted_at
     ("reports_seen", pa.int32()),        # copies received (duplicates, retries, pull and push)
-    ("settled_by", pa.string()),         # message_id | custom_id | none
+    ("settled_by", pa.string()),         # message_id | custom_id | mobile | none
 ])
 
 #: ``campaigns/<id>/reconciliation_summary/``: one row per China day of submission;
