@@ -37,7 +37,8 @@ from sms_provider.vendors.eims import (
     CODES,
     REPORT_STATE_DESCRIPTIONS,
     EimsClient,
-    SeqSource,
+    FileSeqSource,
+    MemorySeqSource,
     parse_answer,
     parse_balance_answer,
     parse_inbound_answer,
@@ -471,7 +472,7 @@ def test_md5_seq_is_consumed_by_failed_requests(md5_sim: SimulatorProcess,
 
 
 def test_seq_source_in_memory_starts_at_unix_time() -> None:
-    source = SeqSource()
+    source = MemorySeqSource()
     before = int(time.time())
     first = source.next()
     assert before - 1 <= first <= int(time.time())
@@ -485,7 +486,7 @@ def test_seq_file_is_unique_across_threads(tmp_path: Path) -> None:
     seen: list[int] = []
 
     def take() -> None:
-        source = SeqSource(path)
+        source = FileSeqSource(path)
         seen.extend(source.next() for _ in range(50))
 
     threads = [threading.Thread(target=take) for _ in range(4)]
@@ -500,8 +501,8 @@ def test_seq_file_is_unique_across_threads(tmp_path: Path) -> None:
 def test_seq_file_is_unique_across_processes(tmp_path: Path) -> None:
     path = tmp_path / "seq"
     path.write_text("0")
-    script = ("import sys\nfrom sms_provider.vendors.eims import SeqSource\n"
-              "s = SeqSource(sys.argv[1])\nprint(' '.join(str(s.next()) for _ in range(100)))")
+    script = ("import sys\nfrom sms_provider.vendors.eims import FileSeqSource\n"
+              "s = FileSeqSource(sys.argv[1])\nprint(' '.join(str(s.next()) for _ in range(100)))")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE,
                               text=True, env={"PYTHONPATH": str(ROOT / "plugins")})
              for _ in range(3)]
@@ -510,14 +511,14 @@ def test_seq_file_is_unique_across_processes(tmp_path: Path) -> None:
 
 
 def test_seq_file_new_or_corrupt(tmp_path: Path) -> None:
-    fresh = SeqSource(tmp_path / "new.seq").next()
+    fresh = FileSeqSource(tmp_path / "new.seq").next()
     assert abs(fresh - time.time()) < 5
     corrupt = tmp_path / "bad.seq"
     corrupt.write_text("seventeen")
     with pytest.raises(PermanentError, match="does not hold a number"):
-        SeqSource(corrupt).next()
+        FileSeqSource(corrupt).next()
     with pytest.raises(PermanentError, match="cannot open"):
-        SeqSource(tmp_path / "missing-dir" / "seq").next()
+        FileSeqSource(tmp_path / "missing-dir" / "seq").next()
 
 
 # --- reports --------------------------------------------------------------------------

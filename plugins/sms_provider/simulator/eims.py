@@ -3,7 +3,10 @@
 Configuration (the ``eims`` object of the simulator config):
 
 * ``account``, ``password`` -- the credentials; ``md5_key`` (null = plain
-  passwords) switches to md5 passwords with ``seq``/``time``.
+  passwords) switches to md5 passwords with ``seq``/``time``. A request whose
+  ``seq`` is not above the last one accepted for its account (the first must
+  be at least 1) answers -1 and is not acted on; only a request that passes
+  the whole md5 check moves the account's last seq.
 * ``time_window_s`` (300) -- md5 mode: allowed |time - now| before -1.
 * ``price`` ("0.05") -- money per charge item; ``gift`` ("0") -- the gift balance.
 * ``max_content_chars`` (1024) -- longer content answers -5.

@@ -4,9 +4,11 @@ Every call authenticates with ``account`` and ``password`` in the parameters.
 When the platform is set up for md5 passwords (``md5_key`` given), the password
 sent is ``md5(account + password + seq + time + key)``: ``time`` is Unix seconds
 and ``seq`` must grow on every request for the account, across restarts, so the
-last seq is kept in a file (see :class:`SeqSource`). Reads are GETs with the
-parameters in the query; a send is either a GET (at most 100 numbers) or a POST
-with a JSON body (at most 10000 numbers).
+last seq is kept in a file (see :class:`SeqSource`). The platform refuses a seq
+that is not above the last one it accepted, so md5 requests of one account
+leave one at a time, in seq order. Reads are GETs with the parameters in the
+query; a send is either a GET (at most 100 numbers) or a POST with a JSON body
+(at most 10000 numbers).
 
 Answers are JSON with an integer ``status`` (0 = success, -1..-13 = errors that
 :data:`CODES` maps onto the error taxonomy). Report states are 0 delivered,
@@ -20,16 +22,19 @@ import base64
 import binascii
 import fcntl
 import json
+import logging
 import os
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import requests
 
@@ -59,6 +64,8 @@ from sms_provider.vendors.limits import check_content, same_content
 from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.transport import HttpSettings
 
+log = logging.getLogger(__name__)
+
 PROFILE = profiles.EIMS
 VENDOR = PROFILE.conn_type
 
@@ -68,6 +75,9 @@ REPORT_QUERY_LIMIT = PROFILE.limits.report_query
 INBOUND_PAGE_LIMIT = PROFILE.limits.inbound_page
 PUSH_PAGE_LIMIT = PROFILE.limits.push_page
 MAX_CONTENT_CHARS = PROFILE.limits.content_chars
+#: md5 mode: tries of one call when the platform answers -1 (a refused seq), each with
+#: a fresh seq. -1 also means wrong credentials, which no retry cures: kept small.
+SEQ_ATTEMPTS = 3
 
 PATH_BALANCE = "/getbalance"
 PATH_SEND = "/sendsms"
@@ -78,6 +88,8 @@ PATH_INBOUND = "/getsms"
 TIME_FORMAT = "%Y%m%d%H%M%S"
 
 _STATUS_OK = 0
+_SEQ_REFUSED = "-1"  # the code of a refused md5 request, seq included
+_T = TypeVar("_T")
 _DIGITS = re.compile(r"[0-9]+")
 
 CODES: CodeTable = {
@@ -140,46 +152,88 @@ def report_status(state: int) -> DeliveryStatus:
 
 
 # --- seq ------------------------------------------------------------------------
-class SeqSource:
-    """The md5 mode's ``seq``: strictly increasing per account, across processes and restarts.
+class SeqSource(ABC):
+    """The md5 mode's ``seq`` for one account, and the account's turn to use it.
 
-    With a ``path`` the last seq lives in that file; each request takes the next
-    one under an exclusive ``flock`` (so concurrent processes and threads never
-    share a value) and the file is written and fsync'd before the request goes
-    out, so a crash cannot hand the same seq out twice. A missing or empty file
-    starts at the current Unix time, so losing the file, or switching from the
-    in-memory counter, still moves forward.
-
-    Without a path the counter lives in memory and starts at the current Unix
-    time in seconds: a restarted process still moves forward unless the previous
-    one averaged more than one request a second.
+    The platform refuses a seq that is not above the last one it accepted, so
+    handing out distinct increasing numbers is not enough: the requests must
+    also reach it in that order. :meth:`turn` therefore hands out a seq *and*
+    holds the account's turn until the block ends; the client keeps the block
+    open until the platform has answered, so no other request sharing this
+    source can take a seq, let alone overtake, meanwhile.
 
     A seq is consumed whether or not its request succeeds: a retry gets a new one.
     """
 
-    _WIDTH = 20  # fixed-width record: rewritten in place, never truncated
+    @abstractmethod
+    def turn(self) -> AbstractContextManager[int]:
+        """A seq above every one handed out before; exclusive until the block ends."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path is not None else None
+    def next(self) -> int:
+        """A seq, with a turn that ends at once (for calls that need no ordering)."""
+        with self.turn() as seq:
+            return seq
+
+
+class MemorySeqSource(SeqSource):
+    """A counter in this process, starting at the current Unix time in seconds.
+
+    A restarted process still moves forward unless the previous one averaged
+    more than one request a second. Only the threads of one client share it:
+    several processes sending for the account need a :class:`FileSeqSource`.
+    """
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last = int(time.time()) - 1
 
     def __repr__(self) -> str:
-        return f"SeqSource(path={str(self.path) if self.path else None!r})"
+        return "MemorySeqSource(path=None)"
 
-    def next(self) -> int:
-        if self.path is None:
-            with self._lock:
-                self._last += 1
-                return self._last
-        return self._next_from_file(self.path)
+    @contextmanager
+    def turn(self) -> Iterator[int]:
+        with self._lock:
+            self._last += 1
+            yield self._last
 
-    def _next_from_file(self, path: Path) -> int:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise PermanentError(f"cannot open the seq file {path}: {exc.strerror}",
-                                 vendor=VENDOR) from None
+
+class FileSeqSource(SeqSource):
+    """The last seq in a file, shared by every process of this host that names it.
+
+    A turn holds an exclusive ``flock`` on the file (after a lock between this
+    source's own threads) from reading the last seq until the block ends; the
+    new seq is written and fsync'd before the block starts, so a crash cannot
+    hand the same seq out twice. A missing or empty file starts at the current
+    Unix time, so losing the file, or switching from the in-memory counter,
+    still moves forward. ``flock`` orders processes of one host only: it is no
+    lock across hosts, and not reliable on network file systems.
+    """
+
+    _WIDTH = 20  # fixed-width record: rewritten in place, never truncated
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"FileSeqSource(path={str(self.path)!r})"
+
+    @contextmanager
+    def turn(self) -> Iterator[int]:
+        path = self.path
+        with self._lock:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise PermanentError(f"cannot open the seq file {path}: {exc.strerror}",
+                                     vendor=VENDOR) from None
+            try:
+                yield self._advance(fd, path)
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def _advance(self, fd: int, path: Path) -> int:
+        """Take the file's lock and move its seq on by one; the lock stays held."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
@@ -198,8 +252,11 @@ class SeqSource:
         except OSError as exc:
             raise PermanentError(f"cannot update the seq file {path}: {exc.strerror}",
                                  vendor=VENDOR) from None
-        finally:
-            os.close(fd)  # closing releases the lock
+
+
+def local_seq_source(path: str | os.PathLike[str] | None) -> SeqSource:
+    """The seq file at ``path``, or an in-memory counter without one."""
+    return MemorySeqSource() if path is None else FileSeqSource(path)
 
 
 # --- parsing helpers (pure) ---------------------------------------------------------
@@ -439,20 +496,25 @@ class EimsClient(VendorClient):
     * ``md5_key`` -- the key the vendor negotiated; when set the password goes
       out md5-hashed with ``seq`` and ``time``, otherwise in clear text.
     * ``seq_path`` -- file that keeps the md5 mode's last ``seq`` across restarts
-      and processes (see :class:`SeqSource`); None keeps it in memory, starting
-      at the current Unix time.
+      and processes (see :class:`FileSeqSource`); None keeps it in memory,
+      starting at the current Unix time. ``seq`` -- any other
+      :class:`SeqSource` (it wins over ``seq_path``).
     * ``max_content_chars`` -- the document's 1024 characters; lower it if the
       account's channel is stricter.
 
     Numbers are EIMS international digits without ``+`` or ``00``
     (``8613800138000``). One request carries one content for all its numbers.
+    In md5 mode the requests of one seq source go out one at a time, each
+    holding the source's turn until its answer is in (see :meth:`_request`);
+    plain mode requests overlap freely.
     """
 
     profile: ClassVar[VendorProfile] = PROFILE
 
     def __init__(self, settings: HttpSettings, *, account: str, password: str,
                  md5_key: str | None = None, seq_path: str | os.PathLike[str] | None = None,
-                 method: str = "post", max_batch: int | None = None,
+                 seq: SeqSource | None = None, method: str = "post",
+                 max_batch: int | None = None,
                  max_content_chars: int = MAX_CONTENT_CHARS) -> None:
         method = method.strip().lower()
         if method not in ("get", "post"):
@@ -476,7 +538,7 @@ class EimsClient(VendorClient):
         self._md5_key = md5_key or None
         self.method = method
         self.max_content_chars = max_content_chars
-        self.seq = SeqSource(seq_path)
+        self.seq = seq or local_seq_source(seq_path)
 
     def __repr__(self) -> str:
         mode = "md5" if self._md5_key else "plain"
@@ -484,19 +546,56 @@ class EimsClient(VendorClient):
                 f"mode={mode!r}, method={self.method!r})")
 
     # --- authentication ----------------------------------------------------------
-    def _auth(self) -> dict[str, Any]:
-        """Credentials for one request; in md5 mode every call consumes a fresh seq."""
-        if not self._md5_key:
-            return {"account": self.account, "password": self._password}
-        seq = self.seq.next()
-        now = int(time.time())
+    def _md5_auth(self, seq: int) -> dict[str, Any]:
+        now = int(time.time())  # taken in the turn: waiting for it cannot make it stale
         digest = md5_hex(f"{self.account}{self._password}{seq}{now}{self._md5_key}")
         return {"account": self.account, "password": digest, "seq": seq, "time": now}
 
-    def _get(self, path: str, params: dict[str, Any], *, idempotent: bool
-             ) -> requests.Response:
-        return self.http.request("GET", path, idempotent=idempotent,
-                                 params={**self._auth(), **params})
+    def _request(self, method: str, path: str, fields: dict[str, Any], *, idempotent: bool
+                 ) -> requests.Response:
+        """One request with the credentials in front of ``fields`` (query or JSON body).
+
+        In md5 mode the seq is taken and the request made in one turn of the
+        seq source, held until the answer is in: a request that left later
+        could otherwise reach the platform first and have this one refused.
+        Plain mode holds nothing, so its requests overlap freely.
+        """
+        if not self._md5_key:
+            return self._http(method, path, {"account": self.account,
+                                             "password": self._password, **fields},
+                              idempotent=idempotent)
+        with self.seq.turn() as seq:
+            return self._http(method, path, {**self._md5_auth(seq), **fields},
+                              idempotent=idempotent)
+
+    def _http(self, method: str, path: str, params: dict[str, Any], *, idempotent: bool
+              ) -> requests.Response:
+        if method == "GET":
+            return self.http.request("GET", path, idempotent=idempotent, params=params)
+        return self.http.request(method, path, idempotent=idempotent, json_body=params)
+
+    def _call(self, method: str, path: str, fields: dict[str, Any], *, idempotent: bool,
+              parse: Callable[[bytes], _T]) -> _T:
+        """Make the request and parse its answer; a refused md5 seq is retried.
+
+        -1 to an md5 request can mean its seq was not above the last one the
+        platform accepted (a sender that does not share our seq source got
+        there first). The platform acts on nothing it refuses, so the call is
+        made again with a fresh seq, at most :data:`SEQ_ATTEMPTS` times in all;
+        wrong credentials answer -1 every time and surface after the last try.
+        """
+        attempts = SEQ_ATTEMPTS if self._md5_key else 1
+        for attempt in range(1, attempts):
+            resp = self._request(method, path, fields, idempotent=idempotent)
+            try:
+                return parse(resp.content)
+            except AuthenticationError as exc:
+                if exc.code != _SEQ_REFUSED:
+                    raise
+                log.warning("EIMS refused an md5 request to %s (-1: seq, time or "
+                            "credentials); trying again with a fresh seq (%d of %d)",
+                            path, attempt + 1, attempts)
+        return parse(self._request(method, path, fields, idempotent=idempotent).content)
 
     # --- operations -------------------------------------------------------------
     def send(self, messages: Sequence[OutboundMessage], *, template_id: str | None = None
@@ -516,12 +615,8 @@ class EimsClient(VendorClient):
                     "EIMS wants international digits without '+' or '00'", vendor=VENDOR)
         fields: dict[str, Any] = {"smstype": 0, "numbers": ",".join(mobiles),
                                   "content": content}
-        if self.method == "get":
-            resp = self._get(PATH_SEND, fields, idempotent=False)
-        else:
-            resp = self.http.request("POST", PATH_SEND, idempotent=False,
-                                     json_body={**self._auth(), **fields})
-        return parse_send_answer(resp.content, mobiles, content)
+        return self._call(self.method.upper(), PATH_SEND, fields, idempotent=False,
+                          parse=lambda body: parse_send_answer(body, mobiles, content))
 
     def query_reports(self, message_ids: Sequence[str]) -> list[DeliveryReport]:
         """Current state of up to 200 messages; unknown ids (``nofound``) yield nothing.
@@ -539,9 +634,8 @@ class EimsClient(VendorClient):
             if not _DIGITS.fullmatch(str(msg_id)):
                 raise LimitExceededError(f"message id {i} is not a number",
                                          vendor=VENDOR, endpoint=PATH_REPORT)
-        resp = self._get(PATH_REPORT, {"ids": ",".join(map(str, message_ids))},
-                         idempotent=True)
-        return parse_report_answer(resp.content)
+        return self._call("GET", PATH_REPORT, {"ids": ",".join(map(str, message_ids))},
+                          idempotent=True, parse=parse_report_answer)
 
     def pull_inbound(self, start_time: int | None = None) -> list[InboundMessage]:
         """Up to 50 replies received since ``start_time`` (Unix seconds); each comes once.
@@ -550,10 +644,10 @@ class EimsClient(VendorClient):
         so a broken connection surfaces as AmbiguousError.
         """
         params = {} if start_time is None else {"start_time": int(start_time)}
-        resp = self._get(PATH_INBOUND, params, idempotent=False)
-        return parse_inbound_answer(resp.content)
+        return self._call("GET", PATH_INBOUND, params, idempotent=False,
+                          parse=parse_inbound_answer)
 
     def balance(self) -> list[Balance]:
         """The account's money balance, with the gift balance alongside."""
-        resp = self._get(PATH_BALANCE, {}, idempotent=True)
-        return parse_balance_answer(resp.content)
+        return self._call("GET", PATH_BALANCE, {}, idempotent=True,
+                          parse=parse_balance_answer)
