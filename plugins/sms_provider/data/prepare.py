@@ -28,7 +28,6 @@ from sms_provider.data.storage import DataRoot
 from sms_provider.vendors.profiles import profile_of
 
 
-
 @dataclass(frozen=True)
 class PrepareSettings:
     campaign_id: str
@@ -108,10 +107,8 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     raw = table[settings.mobile_column]
     mainland = not profile_of(settings.vendor).sends_abroad
     check = check_numbers(raw, settings.default_region, mainland=mainland)
-    if mainland:
-        mobile = check.national  # the mainland format, without a second mainland pass
-    else:
-        mobile = format_for_vendor(check, settings.vendor)
+    # mainland vendors: the national format, without a second mainland pass
+    mobile = check.national if mainland else format_for_vendor(check, settings.vendor)
     empties = template.empties(table)
     content = template.render(table, empties)
     limit = settings.max_content_chars
