@@ -132,17 +132,12 @@ _DICTIONARY_COLUMNS = frozenset({"conn_id", "vendor", "vendor_code", "status", "
                                  "raw_state"})
 
 
-def _parquet_files(root: DataRoot, *parts: str) -> list[str]:
-    """Finished files only: a ``.tmp-…`` being written beside them is not data yet."""
-    return [p for p in root.list_files(*parts) if p.endswith(".parquet")]
-
-
 def _read(root: DataRoot, parts: tuple[str, ...], schema: pa.Schema, columns: list[str],
           filter: pc.Expression | None = None) -> pa.Table:
     """The columns wanted of a dataset (missing files or columns: empty or null)."""
     wanted = [c for c in columns if c in _DICTIONARY_COLUMNS]
     schema = _dictionary_schema(schema, wanted)
-    files = _parquet_files(root, *parts)
+    files = root.parquet_files(*parts)
     if not files:
         return schema.empty_table().select(columns)
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=wanted))
@@ -1158,7 +1153,7 @@ def _write(root: DataRoot, table: pa.Table, campaign_id: str, name: str) -> str:
 
     with ThreadPoolExecutor(parts) as pool:
         written = set(pool.map(write, range(parts)))
-    for path in _parquet_files(root, *root.campaign(campaign_id, name)):
+    for path in root.parquet_files(*root.campaign(campaign_id, name)):
         if path not in written and path.rsplit("/", 1)[-1] not in names:
             root.fs.delete_file(path)  # an earlier run cut the table in more files
     return root.path(*root.campaign(campaign_id, name))
