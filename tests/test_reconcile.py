@@ -8,6 +8,7 @@ wrote.
 
 from __future__ import annotations
 
+import ast
 import html.parser
 import os
 from datetime import UTC, date, datetime, timedelta
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from sms_provider.data import reconcile as reconcile_module
+from sms_provider.data import reconcile as reconcile_package
 from sms_provider.data import reports as report_store
 from sms_provider.data.reconcile import (
     DISCREPANCY_SCHEMA,
@@ -29,6 +30,7 @@ from sms_provider.data.reconcile import (
     reconcile_all,
     reconcile_campaign,
 )
+from sms_provider.data.reconcile import writer as reconcile_writer
 from sms_provider.data.schemas import (
     BALANCE_SCHEMA,
     DAILY_STATISTIC_SCHEMA,
@@ -432,13 +434,13 @@ def test_every_prepared_recipient_has_exactly_one_final_status(root: DataRoot) -
 
 def test_rerun_replaces_outputs(root: DataRoot, monkeypatch: pytest.MonkeyPatch) -> None:
     mixed_campaign(root, n=400)
-    monkeypatch.setattr(reconcile_module, "ROWS_PER_FILE", 100)  # big-table path: 2 files
+    monkeypatch.setattr(reconcile_writer, "ROWS_PER_FILE", 100)  # big-table path: 2 files
     reconcile_campaign(root, "c1", now=NOW)
     first = read(root, "c1", "reconciliation")
     assert first.num_rows == 400
     assert len(root.list_files(*root.campaign("c1", "reconciliation"))) == min(
         4, os.cpu_count() or 1)
-    monkeypatch.setattr(reconcile_module, "ROWS_PER_FILE", 1_000_000)
+    monkeypatch.setattr(reconcile_writer, "ROWS_PER_FILE", 1_000_000)
     reconcile_campaign(root, "c1", now=NOW)
     assert read(root, "c1", "reconciliation").equals(first)
     for name in ("reconciliation", "reconciliation_summary", "discrepancies"):
@@ -625,3 +627,28 @@ def test_report_html_is_self_contained_and_escaped(root: DataRoot) -> None:
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "charged_never_reported" in text
     assert len(text) < 60_000
+
+
+# --- the package's layering ----------------------------------------------------------------
+
+def test_reconcile_modules_form_layers_without_airflow() -> None:
+    """Each module imports only modules of the package that do not import it back (so any
+    may be imported first), and none imports Airflow (the data plane stays pure)."""
+    folder = Path(reconcile_package.__file__).parent
+    prefix = "sms_provider.data.reconcile."
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        assert not {n for n in names if n.split(".")[0] == "airflow"}, path.name
+        graph[path.stem] = {n.removeprefix(prefix) for n in names if n.startswith(prefix)}
+    done: list[str] = []
+    while len(done) < len(graph):  # peel off the modules whose imports are all done
+        ready = sorted(m for m, deps in graph.items() if m not in done and deps <= set(done))
+        assert ready, f"import loop among {sorted(set(graph) - set(done))}"
+        done.extend(ready)
+    assert done[-1] == "__init__" and len(graph) >= 8
