@@ -141,7 +141,7 @@ def test_delayed_duplicated_out_of_order_reports(root: DataRoot) -> None:
     write_campaign(root, "c1", vendor, conn, [{"row_number": i} for i in range(1, 7)])
     m = {i: mobile_for(vendor, i) for i in range(1, 7)}
     t0 = OLD + timedelta(minutes=1)
-    # 1: delivered, pushed twice and pulled once (three copies, one report)
+    # 1: delivered, pushed twice and pulled once (three copies, one report: seen once)
     # 2: FAILED then DELIVERED by report time, arriving the other way round
     # 3: DELIVERED then FAILED by report time: the later FAILED wins
     # 4: PENDING after the DELIVERED (never overrides a final report)
@@ -164,7 +164,7 @@ def test_delayed_duplicated_out_of_order_reports(root: DataRoot) -> None:
     rows = by_row(read(root, "c1", "reconciliation"))
     assert [rows[i]["final_status"] for i in range(1, 7)] == [
         "DELIVERED", "DELIVERED", "FAILED", "DELIVERED", "UNKNOWN", "UNKNOWN"]
-    assert rows[1]["reports_seen"] == 3 and rows[2]["reports_seen"] == 2
+    assert rows[1]["reports_seen"] == 1 and rows[2]["reports_seen"] == 2
     assert rows[1]["settled_by"] == "message_id" and rows[6]["settled_by"] == "none"
     assert rows[3]["reason"] == "MK:0001"
     assert rows[5]["reason"] == "ACCEPTD"  # the last thing the vendor said
@@ -175,6 +175,25 @@ def test_delayed_duplicated_out_of_order_reports(root: DataRoot) -> None:
     flagged = discrepancies(root, "c1")
     assert [(d["kind"], d["key"], d["count"]) for d in flagged] == [
         ("charged_never_reported", "c1-m5", 2), ("charged_never_reported", "c1-m6", 1)]
+
+
+def test_reports_seen_counts_distinct_reports_not_copies(root: DataRoot) -> None:
+    """100 reports, each pushed, replayed and pulled: 100 DELIVERED seen once each; a
+    genuine earlier report (a PENDING before the DELIVERED) is a second one."""
+    conn, vendor = "sms_ims", "emay_ims"
+    write_campaign(root, "c1", vendor, conn, [{"row_number": i} for i in range(1, 101)])
+    delivered = [report(f"c1-m{i}", mobile_for(vendor, i), DELIVERED,
+                        OLD + timedelta(minutes=1)) for i in range(1, 101)]
+    pending = [report(f"c1-m{i}", mobile_for(vendor, i), PENDING, OLD) for i in range(1, 11)]
+    write_reports(root, conn, vendor, pending, OLD + timedelta(seconds=30))
+    for copy, source in enumerate(["push", "push", "pull"]):
+        write_reports(root, conn, vendor, delivered, OLD + timedelta(hours=copy + 1), source)
+
+    result = reconcile_campaign(root, "c1", now=NOW)
+    rows = by_row(read(root, "c1", "reconciliation"))
+    assert result.counts["delivered"] == 100
+    assert {rows[i]["final_status"] for i in rows} == {"DELIVERED"}
+    assert [rows[i]["reports_seen"] for i in range(1, 101)] == [2] * 10 + [1] * 90
 
 
 def test_failed_reason_keeps_vendor_words(root: DataRoot) -> None:

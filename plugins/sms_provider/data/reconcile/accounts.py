@@ -51,9 +51,10 @@ class Account:
     """Submissions of all campaigns on one connection, matched with its reports.
 
     Built once per connection (``reconcile_all`` shares it between campaigns):
-    for every submission the deciding report (``best``, -1 none) and the copies
-    received (``seen``); for every report the submission it belongs to
-    (``report_sub``, -1 none) and how it was found (``report_route``).
+    for every submission the deciding report (``best``, -1 none) and the
+    distinct reports received (``seen``: copies of one report count once); for
+    every report the submission it belongs to (``report_sub``, -1 none) and how
+    it was found (``report_route``).
     """
 
     def __init__(self, root: DataRoot, conn_id: str | None, campaigns: Iterable[str],
@@ -106,6 +107,7 @@ class Account:
             self._settle_by_mobile(idx, route)
         self.report_sub, self.report_route = idx, route
         matched = idx >= 0
+        #: reports per submission, copies included until ``_best`` drops them
         self.seen = np.bincount(idx[matched], minlength=subs.num_rows).astype(np.int32)
         self.report_code = codes_of(reports["status"], FinalStatus.REPORT_LABELS,
                                     FinalStatus.UNKNOWN)
@@ -198,6 +200,8 @@ class Account:
             last = np.ones(len(rows), bool)
             last[:-1] = group[1:] != group[:-1]
             best[group[last]] = rows[last]
+            ends = np.flatnonzero(last)  # rows are grouped: a group's size is its span
+            self.seen[group[last]] = np.diff(ends, prepend=-1)
         return best
 
     def daily(self) -> dict[int, dict[str, int]]:
