@@ -29,7 +29,7 @@ from sms_provider.data.reconcile.reading import read
 from sms_provider.data.reconcile.statuses import DiscrepancyKind, FinalStatus, SubmissionCode
 from sms_provider.data.reports import dedupe
 from sms_provider.data.schemas import BALANCE_SCHEMA, DAILY_STATISTIC_SCHEMA, DISCREPANCY_SCHEMA
-from sms_provider.data.storage import DataRoot
+from sms_provider.data.storage import DataRoot, epoch_ms
 
 #: unknown reports received this long before a campaign's first submission still count
 #: for it: a push can beat the send task's own record of the answer
@@ -179,7 +179,7 @@ def _balance_mismatches(root: DataRoot, a: Account, sent_ms: np.ndarray,
             amount = _decimal(row["amount"])
             if amount is None or row["taken_at"] is None:
                 continue
-            moment = int(row["taken_at"].timestamp() * 1000)
+            moment = epoch_ms(row["taken_at"])
             totals[moment] = totals.get(moment, Decimal(0)) + amount + (
                 _decimal(row["gift"]) or 0)
         times = np.array(sorted(totals), np.int64)
