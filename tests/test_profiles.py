@@ -40,3 +40,12 @@ def test_unknown_vendor_is_named_with_the_known_ones() -> None:
 def test_foreign_numbers_go_only_where_the_number_style_can_write_them() -> None:
     for profile in PROFILES.values():
         assert profile.sends_abroad == (profile.number_style != "mainland")
+
+
+def test_reconcile_matches_reports_by_the_profiles_id_traits() -> None:
+    from sms_provider.data.reconcile import matching
+
+    assert matching.MSGID_PER_REQUEST == {"chuanglan"}
+    assert matching.CUSTOM_ID_PER_MESSAGE == {"emay_ims", "emay_fms"}
+    assert matching.CUSTOM_ID_PER_REQUEST == {"eums"}
+    assert matching.SETTLED_BY_MOBILE == {"eims", "chuanglan"}

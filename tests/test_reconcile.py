@@ -8,6 +8,7 @@ wrote.
 
 from __future__ import annotations
 
+import ast
 import html.parser
 import os
 from datetime import UTC, date, datetime, timedelta
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from sms_provider.data import reconcile as reconcile_module
+from sms_provider.data import reconcile as reconcile_package
 from sms_provider.data import reports as report_store
 from sms_provider.data.reconcile import (
     DISCREPANCY_SCHEMA,
@@ -29,6 +30,7 @@ from sms_provider.data.reconcile import (
     reconcile_all,
     reconcile_campaign,
 )
+from sms_provider.data.reconcile import writer as reconcile_writer
 from sms_provider.data.schemas import (
     BALANCE_SCHEMA,
     DAILY_STATISTIC_SCHEMA,
@@ -139,7 +141,7 @@ def test_delayed_duplicated_out_of_order_reports(root: DataRoot) -> None:
     write_campaign(root, "c1", vendor, conn, [{"row_number": i} for i in range(1, 7)])
     m = {i: mobile_for(vendor, i) for i in range(1, 7)}
     t0 = OLD + timedelta(minutes=1)
-    # 1: delivered, pushed twice and pulled once (three copies, one report)
+    # 1: delivered, pushed twice and pulled once (three copies, one report: seen once)
     # 2: FAILED then DELIVERED by report time, arriving the other way round
     # 3: DELIVERED then FAILED by report time: the later FAILED wins
     # 4: PENDING after the DELIVERED (never overrides a final report)
@@ -162,7 +164,7 @@ def test_delayed_duplicated_out_of_order_reports(root: DataRoot) -> None:
     rows = by_row(read(root, "c1", "reconciliation"))
     assert [rows[i]["final_status"] for i in range(1, 7)] == [
         "DELIVERED", "DELIVERED", "FAILED", "DELIVERED", "UNKNOWN", "UNKNOWN"]
-    assert rows[1]["reports_seen"] == 3 and rows[2]["reports_seen"] == 2
+    assert rows[1]["reports_seen"] == 1 and rows[2]["reports_seen"] == 2
     assert rows[1]["settled_by"] == "message_id" and rows[6]["settled_by"] == "none"
     assert rows[3]["reason"] == "MK:0001"
     assert rows[5]["reason"] == "ACCEPTD"  # the last thing the vendor said
@@ -173,6 +175,25 @@ def test_delayed_duplicated_out_of_order_reports(root: DataRoot) -> None:
     flagged = discrepancies(root, "c1")
     assert [(d["kind"], d["key"], d["count"]) for d in flagged] == [
         ("charged_never_reported", "c1-m5", 2), ("charged_never_reported", "c1-m6", 1)]
+
+
+def test_reports_seen_counts_distinct_reports_not_copies(root: DataRoot) -> None:
+    """100 reports, each pushed, replayed and pulled: 100 DELIVERED seen once each; a
+    genuine earlier report (a PENDING before the DELIVERED) is a second one."""
+    conn, vendor = "sms_ims", "emay_ims"
+    write_campaign(root, "c1", vendor, conn, [{"row_number": i} for i in range(1, 101)])
+    delivered = [report(f"c1-m{i}", mobile_for(vendor, i), DELIVERED,
+                        OLD + timedelta(minutes=1)) for i in range(1, 101)]
+    pending = [report(f"c1-m{i}", mobile_for(vendor, i), PENDING, OLD) for i in range(1, 11)]
+    write_reports(root, conn, vendor, pending, OLD + timedelta(seconds=30))
+    for copy, source in enumerate(["push", "push", "pull"]):
+        write_reports(root, conn, vendor, delivered, OLD + timedelta(hours=copy + 1), source)
+
+    result = reconcile_campaign(root, "c1", now=NOW)
+    rows = by_row(read(root, "c1", "reconciliation"))
+    assert result.counts["delivered"] == 100
+    assert {rows[i]["final_status"] for i in rows} == {"DELIVERED"}
+    assert [rows[i]["reports_seen"] for i in range(1, 101)] == [2] * 10 + [1] * 90
 
 
 def test_failed_reason_keeps_vendor_words(root: DataRoot) -> None:
@@ -432,13 +453,13 @@ def test_every_prepared_recipient_has_exactly_one_final_status(root: DataRoot) -
 
 def test_rerun_replaces_outputs(root: DataRoot, monkeypatch: pytest.MonkeyPatch) -> None:
     mixed_campaign(root, n=400)
-    monkeypatch.setattr(reconcile_module, "ROWS_PER_FILE", 100)  # big-table path: 2 files
+    monkeypatch.setattr(reconcile_writer, "ROWS_PER_FILE", 100)  # big-table path: 2 files
     reconcile_campaign(root, "c1", now=NOW)
     first = read(root, "c1", "reconciliation")
     assert first.num_rows == 400
     assert len(root.list_files(*root.campaign("c1", "reconciliation"))) == min(
         4, os.cpu_count() or 1)
-    monkeypatch.setattr(reconcile_module, "ROWS_PER_FILE", 1_000_000)
+    monkeypatch.setattr(reconcile_writer, "ROWS_PER_FILE", 1_000_000)
     reconcile_campaign(root, "c1", now=NOW)
     assert read(root, "c1", "reconciliation").equals(first)
     for name in ("reconciliation", "reconciliation_summary", "discrepancies"):
@@ -625,3 +646,28 @@ def test_report_html_is_self_contained_and_escaped(root: DataRoot) -> None:
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "charged_never_reported" in text
     assert len(text) < 60_000
+
+
+# --- the package's layering ----------------------------------------------------------------
+
+def test_reconcile_modules_form_layers_without_airflow() -> None:
+    """Each module imports only modules of the package that do not import it back (so any
+    may be imported first), and none imports Airflow (the data plane stays pure)."""
+    folder = Path(reconcile_package.__file__).parent
+    prefix = "sms_provider.data.reconcile."
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        assert not {n for n in names if n.split(".")[0] == "airflow"}, path.name
+        graph[path.stem] = {n.removeprefix(prefix) for n in names if n.startswith(prefix)}
+    done: list[str] = []
+    while len(done) < len(graph):  # peel off the modules whose imports are all done
+        ready = sorted(m for m, deps in graph.items() if m not in done and deps <= set(done))
+        assert ready, f"import loop among {sorted(set(graph) - set(done))}"
+        done.extend(ready)
+    assert done[-1] == "__init__" and len(graph) >= 8

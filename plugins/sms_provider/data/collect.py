@@ -44,7 +44,7 @@ from sms_provider.data.schemas import (
     SUBMISSION_SCHEMA,
     SUPPRESSION_SCHEMA,
 )
-from sms_provider.data.storage import DataRoot
+from sms_provider.data.storage import DataRoot, epoch_ms
 from sms_provider.errors import AmbiguousError, RateLimitedError
 from sms_provider.models import DeliveryReport, DeliveryStatus
 from sms_provider.vendors.base import Capability, VendorClient
@@ -111,10 +111,6 @@ class CollectResult:
 
 
 # --- helpers ---------------------------------------------------------------------------
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
@@ -124,11 +120,6 @@ def _now(now: datetime | None) -> datetime:
 def _file_name(prefix: str) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     return f"{_UNSAFE.sub('_', prefix)}-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-
-
-def _parquet_files(root: DataRoot, *parts: str) -> list[str]:
-    """Finished Parquet files only: a concurrent writer's temporary file is not one yet."""
-    return [p for p in root.list_files(*parts) if p.endswith(".parquet")]
 
 
 def _scan(files: Sequence[str], root: DataRoot, schema: pa.Schema, columns: list[str],
@@ -231,20 +222,20 @@ def pending_message_ids(root: DataRoot, conn_id: str, *,
     """
     cutoff = _now(now) - give_up_after
     submitted = _submitted(root, conn_id)
-    stored = _scan(_parquet_files(root, "reports", conn_id), root, REPORT_SCHEMA,
+    stored = _scan(root.parquet_files("reports", conn_id), root, REPORT_SCHEMA,
                    ["message_id", "status", "report_key", "received_at"],
                    ds.field("message_id").is_valid())
     final = pc.is_in(stored["status"], value_set=pa.array(FINAL_STATUSES))
     final_ids = pc.unique(stored.filter(final)["message_id"])
     recent = pc.greater_equal(stored["received_at"],
-                              pa.scalar(_ms(cutoff), pa.timestamp("ms", tz="UTC")))
+                              pa.scalar(epoch_ms(cutoff), pa.timestamp("ms", tz="UTC")))
     open_recent = stored.filter(pc.and_(pc.invert(final), recent))
     known = set(open_recent["report_key"].to_pylist())
 
     open_ids = submitted.filter(pc.invert(pc.is_in(submitted["message_id"],
                                                    value_set=final_ids)))
     in_window = pc.fill_null(pc.greater_equal(
-        open_ids["submitted_at"], pa.scalar(_ms(cutoff), pa.timestamp("ms", tz="UTC"))), True)
+        open_ids["submitted_at"], pa.scalar(epoch_ms(cutoff), pa.timestamp("ms", tz="UTC"))), True)
     old = open_ids.filter(pc.invert(in_window))
     # a stable sort: ids of one request stay in request order
     young = open_ids.filter(in_window).sort_by([("submitted_at", "ascending")])
@@ -256,7 +247,7 @@ def pending_message_ids(root: DataRoot, conn_id: str, *,
 def _submitted(root: DataRoot, conn_id: str) -> pa.Table:
     """``message_id``, ``submitted_at`` of every campaign's accepted messages on ``conn_id``."""
     base = root.path("campaigns") + "/"
-    files = [p for p in _parquet_files(root, "campaigns")
+    files = [p for p in root.parquet_files("campaigns")
              if p.startswith(base) and p[len(base):].split("/")[1:2] == ["submissions"]]
     where = ((ds.field("conn_id") == conn_id) & (ds.field("status") == "submitted")
              & ds.field("message_id").is_valid())
@@ -347,7 +338,7 @@ def add_opt_outs(root: DataRoot, conn_id: str, inbound_table: pa.Table, *,
             reasons[number] = f"opt_out: {(content or '').strip()}"[:_REASON_MAX]
     if not reasons:
         return result
-    added_at = _ms(_now(now))
+    added_at = epoch_ms(_now(now))
     table = pa.table({
         "e164": list(reasons), "reason": list(reasons.values()),
         "conn_id": [conn_id] * len(reasons), "added_at": [added_at] * len(reasons),
@@ -421,7 +412,7 @@ def collect_statistics(client: VendorClient, root: DataRoot, conn_id: str, *, da
         "delivered": [s.delivered for s in stats],
         "failed": [s.failed for s in stats],
         "unknown": [s.unknown for s in stats],
-        "fetched_at": [_ms(fetched)] * len(stats),
+        "fetched_at": [epoch_ms(fetched)] * len(stats),
     }, schema=DAILY_STATISTIC_SCHEMA)
     result.paths.append(root.write_table(table, "statistics", conn_id, "daily",
                                          _file_name("daily")))
@@ -440,7 +431,7 @@ def snapshot_balance(client: VendorClient, root: DataRoot, conn_id: str, *,
         return result
     balances = client.balance()
     result.calls = 1
-    taken_at = _ms(_now(now))
+    taken_at = epoch_ms(_now(now))
     table = pa.table({
         "conn_id": [conn_id] * len(balances),
         "amount": [str(b.amount) for b in balances],

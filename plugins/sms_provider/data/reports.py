@@ -23,20 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sms_provider.data.schemas import INBOUND_SCHEMA, REPORT_SCHEMA
-from sms_provider.data.storage import DataRoot
+from sms_provider.data.storage import DataRoot, epoch_ms
 from sms_provider.models import DeliveryReport, InboundMessage
 
 #: replies that mean "stop messaging me" (case and surrounding punctuation ignored)
 DEFAULT_OPT_OUT_WORDS = ("TD", "T", "退订", "STOP", "UNSUBSCRIBE", "取消")
 _PUNCT = re.compile(r"^[\s\W_]+|[\s\W_]+$", re.UNICODE)
-
-
-def _ms(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def _key(*parts: object) -> str:
@@ -49,11 +41,11 @@ def _json(raw: dict[str, Any]) -> str:
 
 
 def report_key(conn_id: str, r: DeliveryReport) -> str:
-    return _key(conn_id, r.message_id, r.custom_id, r.mobile, r.raw_state, _ms(r.report_time))
+    return _key(conn_id, r.message_id, r.custom_id, r.mobile, r.raw_state, epoch_ms(r.report_time))
 
 
 def inbound_key(conn_id: str, m: InboundMessage) -> str:
-    return _key(conn_id, m.message_id, m.mobile, m.content, _ms(m.received_at), m.destination)
+    return _key(conn_id, m.message_id, m.mobile, m.content, epoch_ms(m.received_at), m.destination)
 
 
 def is_opt_out(content: str, words: Iterable[str] = DEFAULT_OPT_OUT_WORDS) -> bool:
@@ -63,7 +55,7 @@ def is_opt_out(content: str, words: Iterable[str] = DEFAULT_OPT_OUT_WORDS) -> bo
 
 def report_table(reports: Sequence[DeliveryReport], *, conn_id: str, vendor: str, source: str,
                  received_at: datetime | None = None) -> pa.Table:
-    now = _ms(received_at or datetime.now(UTC))
+    now = epoch_ms(received_at or datetime.now(UTC))
     return pa.table({
         "conn_id": [conn_id] * len(reports),
         "vendor": [vendor] * len(reports),
@@ -73,8 +65,8 @@ def report_table(reports: Sequence[DeliveryReport], *, conn_id: str, vendor: str
         "raw_state": [r.raw_state for r in reports],
         "status": [r.status.value for r in reports],
         "description": [r.description for r in reports],
-        "submit_time": [_ms(r.submit_time) for r in reports],
-        "report_time": [_ms(r.report_time) for r in reports],
+        "submit_time": [epoch_ms(r.submit_time) for r in reports],
+        "report_time": [epoch_ms(r.report_time) for r in reports],
         "received_at": [now] * len(reports),
         "source": [source] * len(reports),
         "raw": [_json(r.raw) for r in reports],
@@ -85,14 +77,14 @@ def report_table(reports: Sequence[DeliveryReport], *, conn_id: str, vendor: str
 def inbound_table(messages: Sequence[InboundMessage], *, conn_id: str, vendor: str,
                   source: str, opt_out_words: Iterable[str] = DEFAULT_OPT_OUT_WORDS,
                   received_at: datetime | None = None) -> pa.Table:
-    now = _ms(received_at or datetime.now(UTC))
+    now = epoch_ms(received_at or datetime.now(UTC))
     words = tuple(opt_out_words)
     return pa.table({
         "conn_id": [conn_id] * len(messages),
         "vendor": [vendor] * len(messages),
         "mobile": [m.mobile for m in messages],
         "content": [m.content for m in messages],
-        "received_time": [_ms(m.received_at) for m in messages],
+        "received_time": [epoch_ms(m.received_at) for m in messages],
         "destination": [m.destination for m in messages],
         "message_id": [m.message_id for m in messages],
         "reference": [m.reference for m in messages],

@@ -127,7 +127,9 @@ RECONCILIATION_SCHEMA = pa.schema([
     ("submitted_at", pa.timestamp("ms", tz="UTC")),
     ("report_time", pa.timestamp("ms", tz="UTC")),
     ("latency_s", pa.float64()),         # report_time - submitted_at
-    ("reports_seen", pa.int32()),        # copies received (duplicates, retries, pull and push)
+    ("reports_seen", pa.int32()),        # distinct reports received (a status change is a
+    #                                      second one; a replayed or re-pulled copy, same
+    #                                      report_key, is not)
     ("settled_by", pa.string()),         # message_id | custom_id | mobile | none
 ])
 

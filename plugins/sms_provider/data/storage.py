@@ -13,14 +13,32 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import overload
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-DEFAULT_ROOT = "data"
+
+@overload
+def epoch_ms(moment: datetime) -> int: ...
+
+
+@overload
+def epoch_ms(moment: None) -> None: ...
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    """A moment as the datasets store it: milliseconds since the epoch (a naive time is UTC,
+    as every time in the datasets is)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 class DataRoot:
@@ -37,10 +55,6 @@ class DataRoot:
                 location = str(Path(location).resolve())
         self.fs = filesystem
         self.base = location.rstrip("/")
-
-    @classmethod
-    def from_env(cls) -> DataRoot:
-        return cls(os.environ.get("SMS_DATA_ROOT") or DEFAULT_ROOT)
 
     def __repr__(self) -> str:
         return f"DataRoot({self.uri!r})"
@@ -91,6 +105,10 @@ class DataRoot:
         selector = pafs.FileSelector(self.path(*parts), allow_not_found=True, recursive=True)
         return sorted(info.path for info in self.fs.get_file_info(selector)
                       if info.type == pafs.FileType.File)
+
+    def parquet_files(self, *parts: str) -> list[str]:
+        """The Parquet files below a folder, sorted (what else lies there is not data)."""
+        return [p for p in self.list_files(*parts) if p.endswith(".parquet")]
 
     def remove_dir(self, *parts: str) -> None:
         if self.exists(*parts):

@@ -1,0 +1,256 @@
+"""One connection's books: every submission of every campaign on it, matched with its reports.
+
+Reports are per connection, not per campaign, so an account is what a report
+is matched against; ``reconcile_all`` builds each account once and shares it
+between the campaigns (:class:`AccountCache`). Of all reports for a message
+the last DELIVERED/FAILED one (by report time, then arrival) decides; PENDING
+and UNKNOWN reports never override a final one. Copies of one report (same
+``report_key``: a replayed push, a report both pushed and pulled) count once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sms_provider.data.reconcile.columns import (
+    at,
+    bool_mask,
+    codes_of,
+    day_buckets,
+    distinct,
+    ints,
+    ms,
+    optional_column,
+)
+from sms_provider.data.reconcile.matching import (
+    CUSTOM_ID_PER_MESSAGE,
+    CUSTOM_ID_PER_REQUEST,
+    MOBILE_MATCH_AFTER_MS,
+    MOBILE_MATCH_BEFORE_MS,
+    SETTLED_BY_MOBILE,
+    custom_key,
+    lookup,
+    message_key,
+    mobile_tail,
+    needs_mobile,
+    report_columns,
+    sub_columns,
+)
+from sms_provider.data.reconcile.reading import empty, list_campaigns, read
+from sms_provider.data.reconcile.statuses import FinalStatus, SettledBy, SubmissionCode
+from sms_provider.data.reports import dedupe
+from sms_provider.data.schemas import REPORT_SCHEMA, SUBMISSION_SCHEMA
+from sms_provider.data.storage import DataRoot
+
+
+class Account:
+    """Submissions of all campaigns on one connection, matched with its reports.
+
+    Built once per connection (``reconcile_all`` shares it between campaigns):
+    for every submission the deciding report (``best``, -1 none) and the
+    distinct reports received (``seen``: copies of one report count once); for
+    every report the submission it belongs to (``report_sub``, -1 none) and how
+    it was found (``report_route``).
+    """
+
+    def __init__(self, root: DataRoot, conn_id: str | None, campaigns: Iterable[str],
+                 loaded: Mapping[str, pa.Table] | None = None, vendor: str = "") -> None:
+        self.conn_id = conn_id
+        self.campaigns: list[str] = []
+        columns = sub_columns(vendor)
+        loaded = loaded or {}
+        where = ((pc.field("conn_id").is_null() | (pc.field("conn_id") == ""))
+                 if conn_id is None else pc.field("conn_id") == conn_id)
+        tables = []
+        for cid in dict.fromkeys([*loaded, *campaigns]):
+            t = (on_connection(loaded[cid], conn_id) if cid in loaded
+                 else read(root, ("campaigns", cid, "submissions"), SUBMISSION_SCHEMA,
+                           columns, where))
+            if t.num_rows:
+                tables.append(t.append_column("_campaign", pa.array(
+                    np.full(t.num_rows, len(self.campaigns), np.int32))))
+                self.campaigns.append(cid)
+        self.subs = (pa.concat_tables(tables, promote_options="permissive") if tables
+                     else empty(SUBMISSION_SCHEMA, columns).append_column(
+                         "_campaign", pa.array([], pa.int32())))
+        self.campaign_code = self.subs["_campaign"].to_numpy()
+        columns = report_columns(vendor)
+        self.reports = (read(root, ("reports", conn_id), REPORT_SCHEMA, columns)
+                        if conn_id else empty(REPORT_SCHEMA, columns))
+        self.vendor = vendor or next((v for v in distinct(self.reports["vendor"]) if v), "")
+        self.status = codes_of(self.subs["status"], SubmissionCode.LABELS, SubmissionCode.OTHER)
+        self.submitted_ms = ms(self.subs["submitted_at"], -1)
+        self.charge = ints(self.subs["charge_items"])
+        self._daily: dict[int, dict[str, int]] | None = None
+        self._match()
+
+    def _match(self) -> None:
+        subs, reports = self.subs, self.reports
+        idx = np.full(reports.num_rows, -1, np.int64)
+        route = np.zeros(reports.num_rows, np.int8)
+        if subs.num_rows and reports.num_rows:
+            idx = lookup(
+                message_key(self.vendor, subs["message_id"], optional_column(subs, "mobile")),
+                message_key(self.vendor, reports["message_id"],
+                            optional_column(reports, "mobile")))
+        self.report_received = ms(reports["received_at"], 0)
+        # a report without the vendor's time (EIMS pulls) is placed when it reached us
+        self.report_when = np.where(pc.is_null(reports["report_time"]).to_numpy(
+            zero_copy_only=False), self.report_received, ms(reports["report_time"], 0))
+        if subs.num_rows and reports.num_rows:
+            route[idx >= 0] = SettledBy.MESSAGE_ID
+            self._settle_by_custom_id(idx, route)
+            self._settle_by_mobile(idx, route)
+        self.report_sub, self.report_route = idx, route
+        matched = idx >= 0
+        #: reports per submission, copies included until ``_best`` drops them
+        self.seen = np.bincount(idx[matched], minlength=subs.num_rows).astype(np.int32)
+        self.report_code = codes_of(reports["status"], FinalStatus.REPORT_LABELS,
+                                    FinalStatus.UNKNOWN)
+        self.best = self._best(idx, matched)
+        self._slim()
+
+    def _slim(self) -> None:
+        """Keep only what the outputs read: a big account is most of the memory."""
+        stray = np.flatnonzero(self.report_sub < 0)
+        names = [c for c in ("message_id", "custom_id", "mobile", "received_at", "report_key")
+                 if c in self.reports.column_names]
+        #: reports that match no submission of any campaign (usually few)
+        self.strays = self.reports.select(names).take(stray)
+        self.strays_received = self.report_received[stray]
+        self.reports = self.reports.select(["message_id", "raw_state", "description",
+                                            "report_time"])
+        self.subs = self.subs.select(["conn_id", "vendor", "row_number", "message_id",
+                                      "custom_id", "vendor_code", "description"])
+
+    def _settle_by_custom_id(self, idx: np.ndarray, route: np.ndarray) -> None:
+        """Reports of ambiguous submissions (no message id of theirs known) by custom id."""
+        subs, reports = self.subs, self.reports
+        if self.vendor not in CUSTOM_ID_PER_MESSAGE | CUSTOM_ID_PER_REQUEST:
+            return
+        open_subs = np.flatnonzero(bool_mask(pc.and_(pc.is_null(subs["message_id"]),
+                                                     pc.is_valid(subs["custom_id"]))))
+        left = np.flatnonzero((idx < 0) & bool_mask(pc.is_valid(reports["custom_id"])))
+        if not len(open_subs) or not len(left):
+            return
+        names = ["custom_id", "mobile"] if needs_mobile(self.vendor) else ["custom_id"]
+        known = subs.select(names).take(open_subs)
+        probe = reports.select(names).take(left)
+        found = lookup(
+            custom_key(self.vendor, known["custom_id"], optional_column(known, "mobile")) or [],
+            custom_key(self.vendor, probe["custom_id"], optional_column(probe, "mobile")) or [])
+        hit = found >= 0
+        idx[left[hit]] = open_subs[found[hit]]
+        route[left[hit]] = SettledBy.CUSTOM_ID
+
+    def _settle_by_mobile(self, idx: np.ndarray, route: np.ndarray) -> None:
+        """Vendors that keep no id of ours (EIMS, Chuanglan): an ambiguous submission takes
+        the unclaimed reports for its number that came after it.
+
+        Only a number with one open ambiguous submission on the connection is
+        settled this way: with two, nothing tells which one a report is for.
+        The route is kept (``settled_by = mobile``) so an analyst can tell these
+        apart from id matches; an unrelated message to the number from outside
+        the pipeline in the same window would be taken for ours.
+        """
+        if self.vendor not in SETTLED_BY_MOBILE:
+            return
+        subs, reports = self.subs, self.reports
+        open_subs = np.flatnonzero((self.status == SubmissionCode.AMBIGUOUS)
+                                   & bool_mask(pc.is_null(subs["message_id"])))
+        left = np.flatnonzero(idx < 0)
+        if not len(open_subs) or not len(left):
+            return
+        known = mobile_tail(subs["mobile"].take(open_subs))
+        numbered = pc.dictionary_encode(known).combine_chunks() if isinstance(
+            known, pa.ChunkedArray) else pc.dictionary_encode(known)
+        codes = ints(numbered.indices, -1)
+        alone = np.bincount(codes[codes >= 0], minlength=len(numbered.dictionary)) == 1
+        found = lookup([known], [mobile_tail(reports["mobile"].take(left))])
+        hit = found >= 0
+        hit[hit] = alone[codes[found[hit]]]
+        sub = open_subs[np.where(hit, found, 0)]
+        submitted, when = self.submitted_ms[sub], self.report_when[left]
+        hit &= (submitted >= 0) & (when >= submitted - MOBILE_MATCH_BEFORE_MS)
+        hit &= when <= submitted + MOBILE_MATCH_AFTER_MS
+        idx[left[hit]] = sub[hit]
+        route[left[hit]] = SettledBy.MOBILE
+
+    def _best(self, idx: np.ndarray, matched: np.ndarray) -> np.ndarray:
+        """Per submission the deciding report: the last final one, else the last of any."""
+        best = np.full(self.subs.num_rows, -1, np.int64)
+        if not matched.any():
+            return best
+        multi = matched & (self.seen[np.where(matched, idx, 0)] > 1)
+        single = np.flatnonzero(matched & ~multi)
+        best[idx[single]] = single  # one report: nothing to order (most messages)
+        rows = np.flatnonzero(multi)
+        if len(rows):
+            copies = self.reports.select(["report_key", "received_at"]).take(rows)
+            copies = dedupe(copies.append_column("_row", pa.array(rows)), "report_key")
+            rows = copies["_row"].to_numpy()
+            final = self.report_code[rows] <= FinalStatus.FAILED
+            rows = rows[np.lexsort((self.report_received[rows], self.report_when[rows], final,
+                                    idx[rows]))]
+            group = idx[rows]
+            last = np.ones(len(rows), bool)
+            last[:-1] = group[1:] != group[:-1]
+            best[group[last]] = rows[last]
+            ends = np.flatnonzero(last)  # rows are grouped: a group's size is its span
+            self.seen[group[last]] = np.diff(ends, prepend=-1)
+        return best
+
+    def daily(self) -> dict[int, dict[str, int]]:
+        """China day -> our submitted / delivered / failed / unsettled ambiguous counts."""
+        if self._daily is None:
+            self._daily = self._count_daily()
+        return self._daily
+
+    def _count_daily(self) -> dict[int, dict[str, int]]:
+        has = self.best >= 0
+        code = at(self.report_code, self.best, FinalStatus.PENDING)
+        ambiguous = self.status == SubmissionCode.AMBIGUOUS
+        settled = ambiguous & has
+        sent = ((self.status == SubmissionCode.SUBMITTED) | settled) & (self.submitted_ms >= 0)
+        unsettled = ambiguous & ~has & (self.submitted_ms >= 0)
+        bucket, days = day_buckets(self.submitted_ms, self.submitted_ms >= 0)
+        out: dict[int, dict[str, int]] = {}
+        for name, mask in (("submitted", sent),
+                           ("delivered", sent & (code == FinalStatus.DELIVERED)),
+                           ("failed", sent & (code == FinalStatus.FAILED)),
+                           ("unsettled", unsettled)):
+            counts = np.bincount(bucket[mask], minlength=len(days))
+            for i in np.flatnonzero(counts[1:]).tolist():
+                out.setdefault(days[i + 1], {"submitted": 0, "delivered": 0, "failed": 0,
+                                             "unsettled": 0})[name] = int(counts[i + 1])
+        return out
+
+
+def on_connection(table: pa.Table, conn_id: str | None) -> pa.Table:
+    """The rows of ``table`` on ``conn_id`` (None: rows written before conn_id existed)."""
+    conn = table["conn_id"]
+    mask = (codes_of(conn, ("",), 1) == 0) | bool_mask(pc.is_null(conn)) if conn_id is None \
+        else codes_of(conn, (conn_id,), 1) == 0
+    return table if mask.all() else table.filter(pa.array(mask))
+
+
+class AccountCache(dict[str | None, Account]):
+    """Accounts already loaded, keyed by conn_id: reconciling many campaigns reads once."""
+
+    def get_account(self, root: DataRoot, conn_id: str | None, campaign_id: str,
+                    submissions: pa.Table) -> Account:
+        """The account of ``conn_id``, built with this campaign's submissions already read."""
+        if conn_id not in self:
+            mine = on_connection(submissions, conn_id)
+            vendor = next((v for v in distinct(mine["vendor"]) if v), "")
+            if needs_mobile(vendor) and "mobile" not in mine.column_names:
+                mobile = read(root, root.campaign(campaign_id, "submissions"),
+                              SUBMISSION_SCHEMA, ["mobile"])["mobile"]  # same files, same order
+                mine = on_connection(submissions.append_column("mobile", mobile), conn_id)
+            self[conn_id] = Account(root, conn_id, list_campaigns(root), {campaign_id: mine},
+                                    vendor)
+        return self[conn_id]

@@ -1,0 +1,150 @@
+"""Reconciling one campaign (or all): read, match, settle, check, write.
+
+Nothing here depends on arrival order: each run reads everything there is and
+recomputes the answer, and rerunning later only ever settles more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sms_provider.data import html_report
+from sms_provider.data.reconcile.accounts import AccountCache
+from sms_provider.data.reconcile.columns import distinct
+from sms_provider.data.reconcile.discrepancies import find_discrepancies
+from sms_provider.data.reconcile.matching import SUB_COLUMNS
+from sms_provider.data.reconcile.outcomes import (
+    CampaignPart,
+    Settings,
+    reconcile_rows,
+    reconciliation_table,
+    summary_table,
+)
+from sms_provider.data.reconcile.reading import list_campaigns, read
+from sms_provider.data.reconcile.statuses import DiscrepancyKind
+from sms_provider.data.reconcile.writer import (
+    discrepancy_preview,
+    failure_reasons,
+    latency_histogram,
+    write_dataset,
+    write_text,
+)
+from sms_provider.data.schemas import (
+    PREPARED_SCHEMA,
+    REJECTED_SCHEMA,
+    SUBMISSION_SCHEMA,
+    SUMMARY_SCHEMA,
+)
+from sms_provider.data.storage import DataRoot
+
+DEFAULT_FINAL_WINDOW = timedelta(hours=72)
+
+
+@dataclass
+class ReconcileResult:
+    """Counts and output paths of one campaign's reconciliation."""
+
+    campaign_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    discrepancies: dict[str, int] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def reconcile_campaign(root: DataRoot, campaign_id: str, *,
+                       final_window: timedelta = DEFAULT_FINAL_WINDOW,
+                       now: datetime | None = None,
+                       statistics_tolerance: float = 0.01,
+                       balance_tolerance: Decimal | int = 0,
+                       price_per_item: Mapping[str, Any] | Decimal | str | float | None = None,
+                       accounts: AccountCache | None = None) -> ReconcileResult:
+    """Write ``reconciliation/``, ``reconciliation_summary/``, ``discrepancies/`` and
+    ``report.html`` for one campaign; return the counts and paths.
+
+    ``statistics_tolerance``: share of the vendor's daily submitted count by which
+    its delivered/failed may differ from ours (reports still in flight on either
+    side). ``balance_tolerance``: charge items a balance step may be off by.
+    ``price_per_item`` (one price, or per conn_id) lets money balances (EIMS) be
+    checked; without it they are skipped.
+    """
+    now = now or datetime.now(UTC)
+    settings = Settings(
+        final_window_ms=int(final_window.total_seconds() * 1000),
+        now_ms=int(now.timestamp() * 1000),
+        statistics_tolerance=statistics_tolerance,
+        balance_tolerance=Decimal(balance_tolerance),
+        prices=_prices(price_per_item))
+    own_cache = accounts is None
+    accounts = accounts if accounts is not None else AccountCache()
+
+    prepared = read(root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA,
+                    ["row_number", "mobile", "charge_items"])
+    invalid = read(root, root.campaign(campaign_id, "rejected"), REJECTED_SCHEMA,
+                   ["row_number"]).num_rows
+    own = read(root, root.campaign(campaign_id, "submissions"), SUBMISSION_SCHEMA,
+               SUB_COLUMNS)
+    parts = [CampaignPart(accounts.get_account(root, conn, campaign_id, own), campaign_id)
+             for conn in _connections(own["conn_id"])]
+    del own  # the accounts hold what they need
+
+    rows = reconcile_rows(prepared, parts, settings)
+    table = reconciliation_table(root, campaign_id, prepared, parts, rows)
+    summary = summary_table(campaign_id, rows, invalid)
+    discrepancies = find_discrepancies(root, parts, table, rows, settings)
+    reasons, latency = failure_reasons(table, rows), latency_histogram(rows)
+    del parts, rows
+    if own_cache:
+        accounts.clear()  # what the outputs still need, they hold: let the rest go first
+
+    paths = {
+        "reconciliation": write_dataset(root, table, campaign_id, "reconciliation"),
+        "reconciliation_summary": write_dataset(root, summary, campaign_id,
+                                                "reconciliation_summary"),
+        "discrepancies": write_dataset(root, discrepancies, campaign_id, "discrepancies"),
+    }
+    totals = {name: int(pc.sum(summary[name]).as_py() or 0)
+              for name in SUMMARY_SCHEMA.names[2:]}
+    by_kind = {kind: 0 for kind in DiscrepancyKind.ALL}
+    for kind in discrepancies["kind"].to_pylist():
+        by_kind[kind] += 1
+    html = html_report.render(
+        campaign_id=campaign_id, generated_at=now, totals=totals,
+        failure_reasons=reasons,
+        latency_counts=latency, latency_edges=html_report.LATENCY_EDGES_S,
+        summary=summary.to_pylist(), discrepancies=discrepancy_preview(discrepancies),
+        discrepancy_totals=by_kind, final_window_hours=final_window.total_seconds() / 3600)
+    paths["report_html"] = write_text(root, html, *root.campaign(campaign_id, "report.html"))
+    return ReconcileResult(campaign_id=campaign_id, counts=totals, discrepancies=by_kind,
+                           paths=paths)
+
+
+def reconcile_all(root: DataRoot, campaign_ids: Iterable[str] | None = None,
+                  **options: Any) -> dict[str, ReconcileResult]:
+    """Reconcile every campaign under ``campaigns/`` (or the given ones), reading each
+    connection's submissions and reports once; ``options`` as for ``reconcile_campaign``."""
+    cache = AccountCache()
+    ids = list(campaign_ids) if campaign_ids is not None else list_campaigns(root)
+    return {cid: reconcile_campaign(root, cid, accounts=cache, **options) for cid in ids}
+
+
+def _prices(value: Mapping[str, Any] | Decimal | str | float | None
+            ) -> Mapping[str | None, Decimal]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {k: Decimal(str(v)) for k, v in value.items()}
+    return {None: Decimal(str(value))}
+
+
+def _connections(conn_ids: pa.ChunkedArray) -> list[str | None]:
+    """The connections a campaign went through (None: files from before conn_id existed)."""
+    values: list[str | None] = [v for v in distinct(conn_ids) if v]
+    if conn_ids.null_count or "" in distinct(conn_ids):
+        values.append(None)
+    return values

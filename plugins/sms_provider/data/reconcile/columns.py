@@ -1,0 +1,147 @@
+"""Arrow and NumPy column helpers: the few conversions every reconciliation step repeats.
+
+Ten million rows make every copy count, so these convert without widening or
+copying where they can (dictionary columns through their few distinct values,
+in-order indices as slices).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+STRING = pa.string()
+#: China has one time zone and no daylight saving: days are UTC+8 days
+CHINA_OFFSET_MS = 8 * 3600 * 1000
+DAY_MS = 86_400_000
+
+
+def ms(column: pa.ChunkedArray | pa.Array, fill: int) -> np.ndarray:
+    """A timestamp column as int64 milliseconds, nulls as ``fill``."""
+    return ints(pc.cast(column, pa.int64()), fill)
+
+
+def ints(column: pa.ChunkedArray | pa.Array, fill: int = 0) -> np.ndarray:
+    """An integer column as int64 NumPy, nulls as ``fill`` (copying no more than needed:
+    fresh memory is a good part of the cost at ten million rows)."""
+    if column.null_count:
+        column = pc.fill_null(column, fill)
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def codes_of(column: pa.ChunkedArray, names: tuple[str, ...], default: int) -> np.ndarray:
+    """Small integer code of each value (its index in ``names``, else ``default``).
+
+    Dictionary columns are mapped through their few distinct values, not row by row.
+    """
+    out = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            values = chunk.dictionary.to_pylist()
+            lut = np.array([names.index(v) if v in names else default for v in values]
+                           + [default], np.int8)
+            indices = chunk.indices
+            if indices.null_count:
+                indices = pc.fill_null(indices, len(values))
+            out.append(lut[indices.to_numpy(zero_copy_only=False)])  # no widening copy
+        else:
+            codes = np.full(len(chunk), default, np.int8)
+            for code, name in enumerate(names):
+                codes[bool_mask(pc.equal(chunk, name))] = code
+            out.append(codes)
+    return np.concatenate(out) if out else np.zeros(0, np.int8)
+
+
+def labels(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
+    """Small integer codes as text (code outside ``names``: null), without a Python loop."""
+    valid = (codes >= 0) & (codes < len(names))
+    indices = pa.array(np.where(valid, codes, 0).astype(np.int8), mask=~valid)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(names)).cast(STRING)
+
+
+def repeat(value: str | None, n: int) -> pa.Array:
+    """One text ``n`` times (built as a dictionary: one string, not ``n``)."""
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, np.int8)), pa.array([value], STRING)).cast(STRING)
+
+
+def bool_mask(mask: Any) -> np.ndarray:
+    """A boolean Arrow column as NumPy, null as False."""
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def plain_text(column: Any) -> Any:
+    """Plain strings (a dictionary column decoded)."""
+    return pc.cast(column, STRING) if pa.types.is_dictionary(column.type) else column
+
+
+def distinct(column: pa.ChunkedArray) -> list[Any]:
+    """The distinct values of a (possibly dictionary) column as Python objects."""
+    return pc.unique(plain_text(pc.unique(column))).to_pylist() if len(column) else []
+
+
+def optional_column(table: pa.Table, name: str) -> pa.ChunkedArray | None:
+    """``table[name]``, None when the table was read without it."""
+    return table[name] if name in table.column_names else None
+
+
+def chunks(column: Any) -> list[pa.Array]:
+    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+
+
+def flat(column: Any) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def iso(column: Any) -> Any:
+    """Timestamps as ``2026-03-01T12:00:00Z`` (whole seconds are plenty for a reader)."""
+    seconds = pc.cast(column, pa.timestamp("s", tz="UTC"), safe=False)
+    return pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")
+
+
+def first_positions(codes: np.ndarray, size: int) -> np.ndarray:
+    """An array of ``size``: for each code its first position in ``codes``, else -1."""
+    where = np.full(size, -1, np.int64)
+    valid = np.flatnonzero(codes >= 0)
+    where[codes[valid]] = valid  # with repeated codes, which one lands is not defined …
+    repeated = valid[where[codes[valid]] != valid]
+    if len(repeated):  # … so settle those few codes explicitly
+        np.minimum.at(where, codes[repeated], repeated)
+    return where
+
+
+def span(idx: np.ndarray) -> np.ndarray | slice:
+    """``idx`` as a slice when it counts up by one (indexing by it then copies nothing)."""
+    if len(idx) and idx[0] >= 0 and idx[-1] - idx[0] == len(idx) - 1 \
+            and bool((np.diff(idx) == 1).all()):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def at(values: np.ndarray, idx: np.ndarray, fill: int) -> np.ndarray:
+    """``values[idx]``, ``fill`` where ``idx`` is -1."""
+    if not len(values):
+        return np.full(len(idx), fill, values.dtype)
+    return np.where(idx >= 0, values[np.where(idx >= 0, idx, 0)], fill)
+
+
+def day_buckets(submitted_ms: np.ndarray, has_day: np.ndarray) -> tuple[np.ndarray, list]:
+    """China day bucket per row (0: no day) and the day (days since the epoch) of each
+    bucket."""
+    day = (submitted_ms + CHINA_OFFSET_MS) // DAY_MS
+    if not has_day.any():
+        return np.zeros(len(day), np.int64), [None]
+    uniq, inverse = (np.unique(day[has_day], return_inverse=True)
+                     if np.ptp(day[has_day]) > 100_000 else (None, None))
+    bucket = np.zeros(len(day), np.int64)
+    if uniq is None:  # days of a campaign are few and close: count, don't sort
+        first = int(day[has_day].min())
+        bucket[has_day] = day[has_day] - first + 1
+        days = [None, *range(first, int(day[has_day].max()) + 1)]
+    else:
+        bucket[has_day] = inverse + 1
+        days = [None, *uniq.tolist()]
+    return bucket, days

@@ -1,0 +1,310 @@
+"""What became of each prepared recipient: the ``reconciliation/`` rows and their summary.
+
+Every prepared recipient gets exactly one row, sent or not: its submission
+(first connection it went through), the report that decided it, and from the
+two its final status. No final report within the final window of the
+submission makes a message UNKNOWN; before that it is PENDING.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sms_provider.data.reconcile.accounts import Account
+from sms_provider.data.reconcile.columns import (
+    STRING,
+    at,
+    day_buckets,
+    first_positions,
+    flat,
+    ints,
+    labels,
+    plain_text,
+    repeat,
+    span,
+)
+from sms_provider.data.reconcile.reading import read
+from sms_provider.data.reconcile.statuses import (
+    FinalStatus,
+    SettledBy,
+    SubmissionCode,
+    UnsentReason,
+)
+from sms_provider.data.schemas import PREPARED_SCHEMA, RECONCILIATION_SCHEMA, SUMMARY_SCHEMA
+from sms_provider.data.storage import DataRoot
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options of one reconciliation, in the units the arrays use."""
+
+    final_window_ms: int
+    now_ms: int
+    statistics_tolerance: float
+    balance_tolerance: Decimal
+    prices: Mapping[str | None, Decimal]
+
+
+class CampaignPart:
+    """This campaign's rows within one account."""
+
+    def __init__(self, account: Account, campaign_id: str) -> None:
+        self.account = account
+        code = (account.campaigns.index(campaign_id)
+                if campaign_id in account.campaigns else -1)
+        self.positions = np.flatnonzero(account.campaign_code == code)
+
+    @property
+    def submitted_ms(self) -> np.ndarray:
+        return self.account.submitted_ms[self.positions]
+
+
+@dataclass
+class Rows:
+    """Per prepared recipient, the figures every output is made of (NumPy, one per row)."""
+
+    part: np.ndarray          # index into the campaign's parts, -1: never submitted
+    sub: np.ndarray           # row in that part's account submissions, -1 none
+    best: np.ndarray          # that account's deciding report, -1 none
+    sub_status: np.ndarray    # SubmissionCode (OTHER: no submission)
+    final: np.ndarray         # FinalStatus
+    final_report: np.ndarray  # a DELIVERED/FAILED report decided
+    charge: np.ndarray
+    submitted_ms: np.ndarray  # -1 none
+    latency_s: np.ndarray     # NaN without a final report
+
+    @property
+    def sent(self) -> np.ndarray:
+        """Submitted or ambiguous: it may have reached the vendor."""
+        return ((self.sub_status == SubmissionCode.SUBMITTED)
+                | (self.sub_status == SubmissionCode.AMBIGUOUS))
+
+    @property
+    def not_submitted(self) -> np.ndarray:
+        return ((self.sub_status == SubmissionCode.DRY_RUN)
+                | (self.sub_status == SubmissionCode.OTHER))
+
+
+def _row_lookup(wanted: np.ndarray, row_numbers: np.ndarray) -> np.ndarray:
+    """Position of each wanted row number in ``row_numbers`` (first one), -1 where absent."""
+    if not len(row_numbers) or not len(wanted):
+        return np.full(len(wanted), -1, np.int64)
+    if len(row_numbers) == len(wanted) and np.array_equal(row_numbers, wanted):
+        return np.arange(len(wanted))  # submissions in prepared order: the usual case
+    top = int(max(row_numbers.max(), wanted.max()))
+    if min(row_numbers.min(), wanted.min()) < 0 or top > 4 * (len(wanted) + len(row_numbers)):
+        return ints(pc.index_in(pa.array(wanted), value_set=pa.array(row_numbers)), -1)
+    return first_positions(row_numbers, top + 1)[wanted]
+
+
+def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -> Rows:
+    """Find each prepared recipient's submission and deciding report; settle its status."""
+    n = prepared.num_rows
+    rn = ints(prepared["row_number"], -1)
+    part = np.full(n, -1, np.int8)
+    sub = np.full(n, -1, np.int64)
+    for p_index, p in enumerate(parts):  # a recipient sent twice keeps the first connection
+        found = _row_lookup(rn, ints(p.account.subs["row_number"], -1)[span(p.positions)])
+        take = (found >= 0) & (sub < 0)
+        sub[take] = p.positions[found[take]]
+        part[take] = p_index
+
+    sub_status = np.full(n, SubmissionCode.OTHER, np.int8)
+    best = np.full(n, -1, np.int64)
+    report_code = np.full(n, FinalStatus.PENDING, np.int8)
+    submitted_ms = np.full(n, -1, np.int64)
+    when_ms = np.full(n, -1, np.int64)
+    charge = np.zeros(n, np.int64)
+    for p_index, p in enumerate(parts):
+        a = p.account
+        mine: Any = part == p_index
+        mine = slice(None) if mine.all() else np.flatnonzero(mine)
+        rows = span(sub[mine])  # a slice when in order: no gathering at all
+        sub_status[mine] = a.status[rows]
+        submitted_ms[mine] = a.submitted_ms[rows]
+        charge[mine] = a.charge[rows]
+        b = a.best[rows]
+        best[mine] = b
+        report_code[mine] = at(a.report_code, b, FinalStatus.PENDING)
+        when_ms[mine] = at(a.report_when, b, -1)
+
+    sent = (sub_status == SubmissionCode.SUBMITTED) | (sub_status == SubmissionCode.AMBIGUOUS)
+    final_report = sent & (report_code <= FinalStatus.FAILED)
+    overdue = (submitted_ms >= 0) & (s.now_ms - submitted_ms > s.final_window_ms)
+    final = np.full(n, FinalStatus.PENDING, np.int8)
+    final[final_report] = report_code[final_report]
+    final[sent & ~final_report & overdue] = FinalStatus.UNKNOWN
+    final[sub_status == SubmissionCode.REJECTED] = FinalStatus.REJECTED
+
+    # an ambiguous request's cost was never told us; a report proves the message went out
+    settled = np.flatnonzero((sub_status == SubmissionCode.AMBIGUOUS) & (best >= 0))
+    charge[settled] = ints(prepared["charge_items"].take(pa.array(settled)))
+    latency = np.full(n, np.nan)
+    timed = final_report & (submitted_ms >= 0)
+    latency[timed] = (when_ms[timed] - submitted_ms[timed]) / 1000.0
+    return Rows(part=part, sub=sub, best=best, sub_status=sub_status, final=final,
+                final_report=final_report, charge=charge, submitted_ms=submitted_ms,
+                latency_s=latency)
+
+
+def _gather(parts: list[CampaignPart], part: np.ndarray, idx: np.ndarray, column: str, *,
+            reports: bool = False) -> Any:
+    """Per entry, ``column`` of its submission (or report) ``idx`` in its part's account;
+    null where ``idx`` is -1. Text comes back plain (dictionaries decoded)."""
+    out = None
+    for p_index, p in enumerate(parts):
+        source = (p.account.reports if reports else p.account.subs)[column]
+        mine = part == p_index
+        if mine.all() and len(idx) and idx[0] >= 0 and (idx[-1] - idx[0] == len(idx) - 1) \
+                and (np.diff(idx) == 1).all():
+            values = source.slice(int(idx[0]), len(idx))  # rows in order: no copy
+        elif not (mine & (idx >= 0)).any():
+            continue
+        else:
+            values = source.take(pa.array(idx, mask=~mine | (idx < 0)))
+        values = plain_text(values)
+        out = values if out is None else pc.coalesce(out, values)
+    if out is None:
+        return pa.nulls(len(idx), source.type.value_type if pa.types.is_dictionary(source.type)
+                        else source.type) if parts else pa.nulls(len(idx), STRING)
+    return out
+
+
+def _scatter(n: int, mask: np.ndarray, values: Any, into: Any = None) -> Any:
+    """An n-long text column: ``values`` (one per true of ``mask``) there, ``into`` elsewhere."""
+    base = into if into is not None else pa.nulls(n, STRING)
+    return pc.replace_with_mask(base, pa.array(mask), flat(values)) if mask.any() else base
+
+
+def _reasons(parts: list[CampaignPart], rows: Rows) -> pa.Array:
+    """FAILED: the vendor's state and words; PENDING/UNKNOWN: its last state, if any;
+    REJECTED: the vendor's code; never sent: why not. Built only where there is one."""
+    n = len(rows.final)
+    told = (((rows.final == FinalStatus.FAILED) | (rows.sent & ~rows.final_report))
+            & (rows.best >= 0))
+    where = np.flatnonzero(told)
+    state = _gather(parts, rows.part[where], rows.best[where], "raw_state", reports=True)
+    words = _gather(parts, rows.part[where], rows.best[where], "description", reports=True)
+    has_words = pc.fill_null(pc.greater(pc.utf8_length(words), 0), False)
+    reason = _scatter(n, told, pc.if_else(has_words, pc.binary_join_element_wise(
+        state, words, ": "), state))
+    refused = rows.final == FinalStatus.REJECTED
+    where = np.flatnonzero(refused)
+    code = _gather(parts, rows.part[where], rows.sub[where], "vendor_code")
+    text = _gather(parts, rows.part[where], rows.sub[where], "description")
+    reason = _scatter(n, refused, pc.coalesce(
+        pc.if_else(pc.equal(code, ""), pa.scalar(None, STRING), code), text), reason)
+    if not rows.not_submitted.any():
+        return reason
+    unsent = np.where(rows.sub_status == SubmissionCode.DRY_RUN, UnsentReason.DRY_RUN,
+                      np.where(rows.sub_status == SubmissionCode.OTHER,
+                               UnsentReason.NOT_SUBMITTED, -1))
+    return pc.coalesce(reason, labels(unsent, UnsentReason.LABELS))
+
+
+def reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
+                         parts: list[CampaignPart], rows: Rows) -> pa.Table:
+    """``reconciliation/``: one row per prepared recipient, as ``RECONCILIATION_SCHEMA``."""
+    n = prepared.num_rows
+    part, sub = rows.part, rows.sub
+    if len(parts) == 1 and (part == 0).all():  # the usual case: one connection, all sent
+        conn_id: Any = repeat(parts[0].account.conn_id, n)
+        vendor: Any = repeat(parts[0].account.vendor, n)
+    else:
+        only = parts[0].account if len(parts) == 1 else None
+        conn_id = pc.fill_null(_gather(parts, part, sub, "conn_id"),
+                               pa.scalar(only.conn_id if only else None, STRING))
+        vendor = pc.fill_null(_gather(parts, part, sub, "vendor"),
+                              pa.scalar(only.vendor if only else None, STRING))
+    message_id = _gather(parts, part, sub, "message_id")
+    # an ambiguous submission learns the vendor's id from the report that settled it
+    learned = (rows.sub_status == SubmissionCode.AMBIGUOUS) & (rows.best >= 0)
+    if learned.any():
+        message_id = pc.coalesce(message_id, _gather(
+            parts, part, np.where(learned, rows.best, -1), "message_id", reports=True))
+    custom_id = _gather(parts, part, sub, "custom_id")
+    if custom_id.null_count:  # not sent (or sent without one): our own id, read only now
+        custom_id = pc.coalesce(custom_id, read(
+            root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA, ["custom_id"]
+        )["custom_id"])
+    report_time = _gather(parts, part, np.where(rows.final_report, rows.best, -1),
+                          "report_time", reports=True)
+    seen = np.zeros(n, np.int32)
+    route = np.zeros(n, np.int8)
+    for p_index, p in enumerate(parts):
+        mine = part == p_index
+        seen[mine] = p.account.seen[sub[mine]]
+        told = mine & (rows.best >= 0)
+        route[told] = p.account.report_route[rows.best[told]]
+    return pa.table({
+        "campaign_id": repeat(campaign_id, n),
+        "conn_id": conn_id,
+        "vendor": vendor,
+        "row_number": prepared["row_number"],
+        "mobile": prepared["mobile"],
+        "message_id": message_id,
+        "custom_id": custom_id,
+        "submission_status": labels(rows.sub_status, SubmissionCode.WRITTEN),
+        "final_status": labels(rows.final, FinalStatus.LABELS),
+        "reason": _reasons(parts, rows),
+        "charge_items": pa.array(rows.charge, pa.int32()),
+        "submitted_at": pa.array(rows.submitted_ms, mask=rows.submitted_ms < 0).cast(
+            pa.timestamp("ms", tz="UTC")),
+        "report_time": report_time,
+        "latency_s": pa.array(rows.latency_s, from_pandas=True),
+        "reports_seen": pa.array(seen),
+        "settled_by": labels(route, SettledBy.LABELS),
+    }, schema=RECONCILIATION_SCHEMA)
+
+
+def summary_table(campaign_id: str, rows: Rows, invalid: int) -> pa.Table:
+    """``reconciliation_summary/``: the counts per China day of submission (null day:
+    what never reached the vendor), as ``SUMMARY_SCHEMA``."""
+    unsent = rows.not_submitted
+    bucket, days = day_buckets(rows.submitted_ms, (rows.submitted_ms >= 0) & ~unsent)
+    k = len(days)
+    sent = rows.sent
+    # one pass per dimension: (day, submission status) and (day, final status) pairs
+    codes = SubmissionCode.OTHER + 1
+    by_status = np.bincount(bucket * codes + rows.sub_status,
+                            minlength=k * codes).reshape(k, codes)
+    finals = len(FinalStatus.LABELS)
+    sent_bucket = bucket[sent]
+    by_final = np.bincount(sent_bucket * finals + rows.final[sent],
+                           minlength=k * finals).reshape(k, finals)
+    valid = by_status.sum(axis=1)
+    cols: dict[str, Any] = {
+        "valid": valid,
+        "submitted": by_status[:, SubmissionCode.SUBMITTED],
+        "rejected": by_status[:, SubmissionCode.REJECTED],
+        "ambiguous": by_status[:, SubmissionCode.AMBIGUOUS],
+        "not_submitted": by_status[:, SubmissionCode.DRY_RUN]
+        + by_status[:, SubmissionCode.OTHER],
+        "delivered": by_final[:, FinalStatus.DELIVERED],
+        "failed": by_final[:, FinalStatus.FAILED],
+        "pending": by_final[:, FinalStatus.PENDING],
+        "unknown": by_final[:, FinalStatus.UNKNOWN],
+        "charge_items_submitted": np.bincount(sent_bucket, weights=rows.charge[sent],
+                                              minlength=k).astype(np.int64),
+    }
+    invalid_col = np.zeros(k, np.int64)
+    invalid_col[0] = invalid
+    keep = (valid > 0) | (invalid_col > 0)
+    keep[1:] &= valid[1:] > 0
+    table = {
+        "campaign_id": [campaign_id] * int(keep.sum()),
+        "day": [d for d, kept in zip(days, keep, strict=True) if kept],
+        "input_rows": (valid + invalid_col)[keep],
+        "invalid": invalid_col[keep],
+        **{name: values[keep] for name, values in cols.items()},
+    }
+    out = pa.table(table, schema=SUMMARY_SCHEMA)
+    # the null day (nothing sent) last: the table reads in the order things happened
+    return out.take(np.r_[np.arange(1, out.num_rows), 0]) if keep[0] else out

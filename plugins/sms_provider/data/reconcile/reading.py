@@ -1,0 +1,52 @@
+"""Reading the datasets reconciliation needs: only the columns wanted, never more.
+
+Low-cardinality text columns are read as Parquet dictionaries, so ten million
+``status`` values are ten million small integers and a handful of strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from sms_provider.data.storage import DataRoot
+
+#: low-cardinality text columns, read as Parquet dictionaries: no strings are materialised
+DICTIONARY_COLUMNS = frozenset({"conn_id", "vendor", "vendor_code", "status", "description",
+                                "raw_state"})
+
+
+def read(root: DataRoot, parts: tuple[str, ...], schema: pa.Schema, columns: list[str],
+         filter: pc.Expression | None = None) -> pa.Table:
+    """The columns wanted of a dataset (missing files or columns: empty or null)."""
+    wanted = [c for c in columns if c in DICTIONARY_COLUMNS]
+    schema = dictionary_schema(schema, wanted)
+    files = root.parquet_files(*parts)
+    if not files:
+        return schema.empty_table().select(columns)
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=wanted))
+    data = ds.dataset(files, filesystem=root.fs, format=fmt, schema=schema)
+    return data.to_table(columns=columns, filter=filter)
+
+
+def dictionary_schema(schema: pa.Schema, names: Iterable[str]) -> pa.Schema:
+    """``schema`` with the named text columns as dictionaries (as ``read`` returns them)."""
+    names = set(names)
+    return pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in names
+                      else f for f in schema])
+
+
+def empty(schema: pa.Schema, columns: list[str]) -> pa.Table:
+    """No rows, typed as ``read`` would have returned them."""
+    return dictionary_schema(schema, DICTIONARY_COLUMNS).empty_table().select(columns)
+
+
+def list_campaigns(root: DataRoot) -> list[str]:
+    """Every campaign folder under ``campaigns/``."""
+    selector = pafs.FileSelector(root.path("campaigns"), allow_not_found=True)
+    return sorted(info.base_name for info in root.fs.get_file_info(selector)
+                  if info.type == pafs.FileType.Directory)
