@@ -107,8 +107,14 @@ class DataRoot:
                       if info.type == pafs.FileType.File)
 
     def parquet_files(self, *parts: str) -> list[str]:
-        """The Parquet files below a folder, sorted (what else lies there is not data)."""
-        return [p for p in self.list_files(*parts) if p.endswith(".parquet")]
+        """The Parquet files below a folder, sorted (what else lies there is not data).
+
+        Names starting with ``_`` or ``.`` are skipped, as Arrow's own listing does:
+        :meth:`write_table` writes under ``_tmp-...`` first, so a file still being
+        written is never read.
+        """
+        return [p for p in self.list_files(*parts) if p.endswith(".parquet")
+                and not p.rsplit("/", 1)[-1].startswith(("_", "."))]
 
     def remove_dir(self, *parts: str) -> None:
         if self.exists(*parts):
