@@ -45,7 +45,7 @@ def test_foreign_numbers_go_only_where_the_number_style_can_write_them() -> None
 def test_reconcile_matches_reports_by_the_profiles_id_traits() -> None:
     from sms_provider.data.reconcile import matching
 
-    assert matching.MSGID_PER_REQUEST == {"chuanglan"}
-    assert matching.CUSTOM_ID_PER_MESSAGE == {"emay_ims", "emay_fms"}
-    assert matching.CUSTOM_ID_PER_REQUEST == {"eums"}
-    assert matching.SETTLED_BY_MOBILE == {"eims", "chuanglan"}
+    assert {"chuanglan"} == matching.MSGID_PER_REQUEST
+    assert {"emay_ims", "emay_fms"} == matching.CUSTOM_ID_PER_MESSAGE
+    assert {"eums"} == matching.CUSTOM_ID_PER_REQUEST
+    assert {"eims", "chuanglan"} == matching.SETTLED_BY_MOBILE
