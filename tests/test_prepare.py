@@ -419,3 +419,14 @@ def test_a_prepare_that_fails_partway_leaves_nothing_a_later_run_reads(
     assert sum(read_shard(root, "c1", s).num_rows for s in again.shards) == 2000
     assert root.read_dataset("campaigns/c1/rejected").num_rows == 1
     assert reconcile_campaign(root, "c1").counts["input_rows"] == 2001
+
+
+def test_control_characters_are_found_in_any_chunk_and_slice() -> None:
+    from sms_provider.data.content import holds_control_character
+
+    clean = pa.array(["张三", "tab\tline\n", "nbsp\u00a0", None, ""])
+    dirty = pa.array(["ok", "nul\x00", "c1\u009f", "del\x7f", "é"])
+    column = pa.chunked_array([clean, dirty, dirty.slice(3)])
+    assert holds_control_character(column).to_pylist() == [
+        False] * 5 + [False, True, True, True, False] + [True, False]
+    assert holds_control_character(clean).to_pylist() == [False] * 5
