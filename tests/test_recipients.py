@@ -477,3 +477,25 @@ def test_every_unreadable_file_is_bad_input(tmp_path: Path) -> None:
     path.write_bytes(b'"mobile,name\n13800138000,a\n')
     with pytest.raises(BadInputError):
         read_recipients(path)
+
+
+@pytest.mark.parametrize(("data", "line"), [
+    (b"a\n" + b"x" * 100 + b"\nb\n", None),        # exactly the limit
+    (b"a\n" + b"x" * 101 + b"\nb\n", 2),
+    (b"a\n" + b"x" * 150, 2),                      # the last line, no break after it
+    (b"a\n" * 80 + b"x" * 100, None),
+    (b"a\n" * 80 + b"y" * 99 + b"\n" + b"z" * 101 + b"\n", 82),  # a long one, then longer
+    (b"x" * 250, 1),
+    ((b"x" * 99 + b"\n") * 5, None),
+])
+def test_the_line_length_check_finds_exactly_the_lines_over_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, line: int | None) -> None:
+    monkeypatch.setattr(csv_scan, "MAX_LINE_BYTES", 100)
+    path = tmp_path / "lines.csv"
+    path.write_bytes(data)
+    if line is None:
+        csv_scan.check_line_lengths(path)
+    else:
+        with pytest.raises(RecipientFileError) as caught:
+            csv_scan.check_line_lengths(path)
+        assert caught.value.line == line

@@ -94,11 +94,11 @@ def check_line_lengths(path: Path) -> None:
                 pos += window
                 continue
             start = mm.rfind(b"\n", 0, pos) + 1
-            stop = mm.find(b"\n", pos + window)
-            stop = size if stop == -1 else stop
-            if stop - start > MAX_LINE_BYTES:
+            limit = start + MAX_LINE_BYTES  # look no further than the line may reach
+            stop = mm.find(b"\n", pos + window, limit + 1)
+            if stop == -1 and size > limit:
                 raise line_too_long(path, _line_at(mm, start))
-            pos = stop + 1
+            pos = (size if stop == -1 else stop) + 1
 
 
 def _line_at(mm: mmap.mmap, offset: int) -> int:
