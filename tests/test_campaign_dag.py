@@ -131,6 +131,24 @@ def test_a_bad_recipient_file_is_a_clear_error(campaign_dag, campaign_env, tmp_p
     assert "mobile" in text and "bad.csv" in text
 
 
+@pytest.mark.parametrize(("name", "data", "says"), [
+    ("quote.csv", b'"mobile,name\n13800138000,a\n', "quote"),
+    ("wide.csv", b"mobile," + b"x" * (200 << 10) + b"\n13800138000,a\n", "header cell"),
+    ("dup.csv", b"mobile,name,code,name\n13800138000,a,1,b\n", "column 'name'"),
+])
+def test_bad_input_fails_prepare_at_once_without_retries(campaign_dag, campaign_env, tmp_path,
+                                                         capfd, name, data, says) -> None:
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    dr = run(campaign_dag, campaign_id="bad-input", conn_id="sms_eums", recipients=str(bad))
+    assert dr.state == "failed"
+    prepare = next(ti for ti in dr.get_task_instances() if ti.task_id == "prepare")
+    assert prepare.state == "failed" and prepare.try_number == 1  # not up_for_retry
+    text = output(capfd)
+    assert name in text and says in text
+    assert "_csv.Error" not in text and "KeyError" not in text
+
+
 def write_campaign(folder: Path, name: str, **fields) -> Path:
     data = {"campaign_id": name, "recipients": str(SAMPLE), "conn_id": "sms_eums",
             "content": CONTENT, "schedule": "2026-01-01T09:00:00+08:00", **fields}

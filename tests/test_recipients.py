@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sms_provider.data import recipients
+from sms_provider.data import csv_scan, recipients
 from sms_provider.data.numbers import check_numbers
 from sms_provider.data.recipients import (
     ENCODING_KEY,
@@ -95,7 +95,7 @@ def test_quoted_fields_with_commas_and_line_breaks(tmp_path: Path) -> None:
 def test_many_blocks_keep_row_order_and_numbers(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recipients, "CSV_BLOCK_SIZE", 1 << 14)
-    monkeypatch.setattr(recipients, "_SCAN_BLOCK", 1 << 12)
+    monkeypatch.setattr(csv_scan, "SCAN_BLOCK", 1 << 12)
     path = tmp_path / "big.csv"
     rows = 30_000
     path.write_bytes(("mobile,name\n" + "".join(f"1380{i:07d},名{i}\n" for i in range(rows)))
@@ -249,7 +249,7 @@ def test_wrong_number_of_fields_in_a_gbk_file(tmp_path: Path) -> None:
 
 def test_undecodable_bytes_name_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
-    monkeypatch.setattr(recipients, "_SCAN_BLOCK", 64)
+    monkeypatch.setattr(csv_scan, "SCAN_BLOCK", 64)
     path = tmp_path / "garbage.csv"
     path.write_bytes(b"mobile,name\n" + b"13800138000,ok\n" * 20 + b"13800138000,\xff\xfe\xff\n")
     caught = error(path)
@@ -279,3 +279,223 @@ def test_reserved_row_number_column(tmp_path: Path) -> None:
 def test_unsupported_locations() -> None:
     assert "s3://" in str(error("s3://bucket/list.csv"))
     assert "host" in str(error("file://server/share/list.csv"))
+
+
+# --- robustness: what analysts' files really hold --------------------------------------------
+
+
+def test_a_utf8_file_with_a_gbk_line_is_refused_naming_the_lines(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes("mobile,name\n13800138000,张三\n".encode()
+                     + "13900139000,李四\n".encode("gbk")
+                     + "13700137000,王五\n".encode())
+    caught = error(path)
+    assert caught.line == 3  # the GBK line
+    assert "mixes encodings" in str(caught) and "line(s) 2, 4 are UTF-8" in str(caught)
+
+
+def test_gbk_names_whose_bytes_happen_to_be_utf8_are_still_gbk(tmp_path: Path) -> None:
+    # 卢 is C2 AC in GBK, which is also UTF-8 for "¬": a GBK line, not a UTF-8 one
+    names = ["卢", "楼", "张三", "漏"]
+    path = tmp_path / "gbk.csv"
+    path.write_bytes(("mobile,name\n" + "".join(f"1380013800{i},{n}\n"
+                                                for i, n in enumerate(names))).encode("gbk"))
+    loaded = load_recipients(path)
+    assert loaded.encoding == "gb18030"
+    assert loaded.table.column("name").to_pylist() == names
+
+
+def test_the_mixed_line_scan_finds_utf8_lines_across_blocks(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setattr(csv_scan, "SCAN_BLOCK", 256)
+    path = tmp_path / "mixed-late.csv"
+    path.write_bytes(("mobile,name\n13700137000,李四\n" + "13800138000,卢\n" * 200)
+                     .encode("gbk") + "13900139000,张三\n".encode() * 7)
+    caught = error(path)
+    assert caught.line == 2 and "line(s) 203, 204, 205, 206, 207 and 2 more are UTF-8" in str(
+        caught)
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolon_and_tab_delimited_files(tmp_path: Path, delimiter: str) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(csv_text(header="mobile,name,city").replace(",", delimiter),
+                    encoding="utf-8")
+    table = read_recipients(path)
+    assert table.column_names == ["mobile", "name", "city", ROW_NUMBER]
+    assert table.column("name").to_pylist() == [row[1] for row in ROWS]
+
+
+def test_a_comma_file_keeps_semicolons_in_its_values(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("mobile,name\n13800138000,a;b\n", encoding="utf-8")
+    assert read_recipients(path).column("name").to_pylist() == ["a;b"]
+
+
+def test_an_unterminated_quote_in_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_bytes(b'"mobile,name\n13800138000,a\n')
+    caught = error(path)
+    assert caught.line == 1 and "quote" in str(caught)
+
+
+def test_a_header_cell_over_the_csv_field_limit(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_bytes(b"mobile," + b"x" * (200 << 10) + b"\n13800138000,a\n")
+    caught = error(path)
+    assert caught.line == 1 and "header cell is longer than" in str(caught)
+
+
+def test_a_header_row_that_does_not_end_in_the_first_mebibyte(tmp_path: Path) -> None:
+    path = tmp_path / "endless.csv"
+    path.write_bytes(b"mobile," + b"x," * (600 << 10) + b"\n13800138000\n")
+    caught = error(path)
+    assert caught.line == 1 and "header row is longer than 1 MiB" in str(caught)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_quote_that_never_closes_would_swallow_the_rows_after_it(tmp_path: Path,
+                                                                  newline: str) -> None:
+    path = tmp_path / "swallow.csv"
+    lines = ["mobile,name", "13800138000,a", '13900139000,"b', "13700137000,c",
+             "13600136000,d", ""]
+    path.write_text(newline.join(lines), encoding="utf-8", newline="")
+    caught = error(path)
+    assert caught.line == 3 and caught.column == "name" and "never closes" in str(caught)
+
+
+def test_a_closed_multi_line_value_at_the_end_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "closed.csv"
+    path.write_bytes(b'mobile,name\n13800138000,"a\nb ""q"""\n\n')
+    assert read_recipients(path).column("name").to_pylist() == ['a\nb "q"']
+
+
+def test_nul_bytes_in_the_header_are_not_csv(tmp_path: Path) -> None:
+    path = tmp_path / "utf16-no-bom.csv"
+    path.write_bytes("mobile,name\n13800138000,a\n".encode("utf-16-le"))
+    caught = error(path)
+    assert caught.line == 1 and "NUL" in str(caught)
+
+
+def test_nul_bytes_in_a_value_are_read_as_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"mobile,name\n13800138000,a\x00b\n")
+    assert read_recipients(path).column("name").to_pylist() == ["a\x00b"]  # prepare rejects
+
+
+def test_an_excel_workbook_is_not_csv(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_bytes(b"PK\x03\x04" + bytes(100))
+    assert "Excel .xlsx" in str(error(path))
+
+
+def test_a_binary_file_names_its_first_undecodable_line(tmp_path: Path) -> None:
+    import random
+
+    path = tmp_path / "random.bin"
+    path.write_bytes(random.Random(7).randbytes(20_000).replace(b"\x00", b"\x01"))
+    caught = error(path)
+    assert caught.line is not None and "undecodable" in str(caught)
+
+
+def test_a_line_over_the_limit_is_refused_with_bounded_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4 MiB line against a 256 KiB limit: refused, naming it, having held no more than
+    the limit and a block or two in memory (the file is never read whole)."""
+    import tracemalloc
+
+    monkeypatch.setattr(csv_scan, "MAX_LINE_BYTES", 256 << 10)
+    monkeypatch.setattr(csv_scan, "SCAN_BLOCK", 16 << 10)
+    for name, body in (("utf8.csv", "张三".encode()), ("gbk.csv", "张三".encode("gbk"))):
+        path = tmp_path / name
+        path.write_bytes(b"mobile,name\n13800138000," + body + b"\n13900139000,"
+                         + b"x" * (4 << 20))
+        tracemalloc.start()
+        try:
+            caught = error(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert caught.line == 3 and "longer than 0.25 MiB" in str(caught)
+        assert peak < 1 << 20
+
+
+def test_the_byte_scan_holds_one_line_at_most_and_joins_it_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csv_scan, "MAX_LINE_BYTES", 256 << 10)
+    monkeypatch.setattr(csv_scan, "SCAN_BLOCK", 1 << 10)
+    path = tmp_path / "long.csv"
+    long_line = b"13900139000," + b"y" * (200 << 10) + b"\n"
+    path.write_bytes(b"mobile,name\n" + long_line + b"13800138000,z\n")
+    blocks = list(csv_scan.blocks(path))
+    assert b"".join(block for _, block in blocks) == path.read_bytes()
+    assert [line for line, _ in blocks][:2] == [1, 2]
+    assert max(len(block) for _, block in blocks) <= len(long_line) + (1 << 10)
+    path.write_bytes(b"mobile,name\n" + b"y" * (300 << 10))
+    with pytest.raises(RecipientFileError, match="line 2: the line is longer"):
+        list(csv_scan.blocks(path))
+
+
+def test_a_10_mb_value_is_read(tmp_path: Path) -> None:
+    for encoding in ("utf-8", "gbk"):
+        path = tmp_path / f"big-{encoding}.csv"
+        path.write_bytes(("mobile,name\n13800138000,张" + "x" * (10 << 20) + "\n13900139000,b\n")
+                         .encode(encoding))
+        table = read_recipients(path)
+        assert [len(v) for v in table.column("name").to_pylist()] == [(10 << 20) + 1, 1]
+
+
+def test_a_row_longer_than_a_parse_block_is_a_clear_error(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setattr(recipients, "CSV_BLOCK_SIZE", 1 << 16)
+    path = tmp_path / "many-lines.csv"
+    path.write_bytes(b'mobile,name\n13800138000,"' + b"line\n" * 40_000 + b'"\n')
+    assert "a row is longer than" in str(error(path))
+
+
+def test_parquet_with_a_duplicated_column_reads(tmp_path: Path) -> None:
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["13800138000"]), pa.array(["a"]),
+                                         pa.array(["b"])], names=["mobile", "name", "name"]),
+                   path)
+    assert read_recipients(path).column_names == ["mobile", "name", "name", ROW_NUMBER]
+
+
+def test_truncated_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "cut.parquet"
+    pq.write_table(pa.table({"mobile": ["13800138000"] * 1000}), path)
+    path.write_bytes(path.read_bytes()[:-100])
+    assert "not a readable Parquet file" in str(error(path))
+
+
+def test_every_unreadable_file_is_bad_input(tmp_path: Path) -> None:
+    from sms_provider.data.errors import BadInputError
+
+    path = tmp_path / "quote.csv"
+    path.write_bytes(b'"mobile,name\n13800138000,a\n')
+    with pytest.raises(BadInputError):
+        read_recipients(path)
+
+
+@pytest.mark.parametrize(("data", "line"), [
+    (b"a\n" + b"x" * 100 + b"\nb\n", None),        # exactly the limit
+    (b"a\n" + b"x" * 101 + b"\nb\n", 2),
+    (b"a\n" + b"x" * 150, 2),                      # the last line, no break after it
+    (b"a\n" * 80 + b"x" * 100, None),
+    (b"a\n" * 80 + b"y" * 99 + b"\n" + b"z" * 101 + b"\n", 82),  # a long one, then longer
+    (b"x" * 250, 1),
+    ((b"x" * 99 + b"\n") * 5, None),
+])
+def test_the_line_length_check_finds_exactly_the_lines_over_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, line: int | None) -> None:
+    monkeypatch.setattr(csv_scan, "MAX_LINE_BYTES", 100)
+    path = tmp_path / "lines.csv"
+    path.write_bytes(data)
+    if line is None:
+        csv_scan.check_line_lengths(path)
+    else:
+        with pytest.raises(RecipientFileError) as caught:
+            csv_scan.check_line_lengths(path)
+        assert caught.value.line == line

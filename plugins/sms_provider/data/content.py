@@ -3,6 +3,9 @@
 The same template drives three things: the text each recipient receives, the
 FMS template variables (``{name}`` becomes ``${name}`` on the vendor side),
 and the charge-item estimate (70 characters one item, 67 a piece beyond).
+
+Control characters never reach a message: a template holding one is refused,
+and a row whose value holds one is rejected (see :data:`CONTROL_CHARACTERS`).
 """
 
 from __future__ import annotations
@@ -10,15 +13,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sms_provider.data.errors import BadInputError
 from sms_provider.segments import MULTI_SEGMENT, SINGLE_SEGMENT
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}\s]+)\}")
 
+#: what a message may not carry: the C0 controls but tab, line feed and carriage
+#: return (NUL ends the text at many a gateway), DEL and the C1 controls (which
+#: mostly mark text decoded in the wrong code page). A pattern for Python and RE2.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 
-class ContentTemplateError(ValueError):
+
+def describe_character(char: str) -> str:
+    """``U+0000`` and the like: a control character printed as itself would vanish."""
+    return f"U+{ord(char):04X}"
+
+
+class ContentTemplateError(BadInputError):
     """The content template is malformed or names a column the file lacks."""
 
 
@@ -33,6 +49,11 @@ class ContentTemplate:
     def parse(cls, text: str) -> ContentTemplate:
         if not text or not text.strip():
             raise ContentTemplateError("content is empty")
+        control = _CONTROL.search(text)
+        if control:
+            raise ContentTemplateError(
+                f"content holds the control character {describe_character(control.group())} "
+                f"at character {control.start() + 1}; remove it")
         pieces: list[str | tuple[str]] = []
         pos = 0
         for match in _PLACEHOLDER.finditer(text):
@@ -124,6 +145,45 @@ class ContentTemplate:
             args += [("," if i else "") + '"' + name.replace('"', '\\"') + '":"', value, '"']
         args.append("}")
         return pc.binary_join_element_wise(*args, "", null_handling="emit_null")
+
+
+def holds_control_character(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Per value of a text column, whether it holds a control character (null: false).
+
+    Almost no column holds one, so the bytes of each chunk are looked at first, at
+    numpy speed; only a chunk with a suspicious byte goes through the regex.
+    """
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    masks = [pc.fill_null(pc.match_substring_regex(chunk, CONTROL_CHARACTERS), False)
+             if _may_hold_control(chunk) else pa.array(np.zeros(len(chunk), dtype=bool))
+             for chunk in chunks]
+    return pa.chunked_array(masks, pa.bool_()) if isinstance(column, pa.ChunkedArray) \
+        else masks[0]
+
+
+def _may_hold_control(chunk: pa.Array) -> bool:
+    """Whether the chunk's character data has a C0 control but tab, LF and CR, DEL, or
+    a C1 control (UTF-8 ``C2 80``..``C2 9F``). Bytes beyond a slice only err on the
+    side of the regex."""
+    if chunk.type != pa.string():
+        return True  # not plain text: leave it to the regex
+    data = chunk.buffers()[2]
+    if data is None:
+        return False  # no characters at all
+    a = np.frombuffer(data, dtype=np.uint8)
+    low = a < 0x20
+    if low.any() and (low & (a != 0x09) & (a != 0x0A) & (a != 0x0D)).any():
+        return True
+    if (a == 0x7F).any():
+        return True
+    lead = np.flatnonzero(a[:-1] == 0xC2)
+    return bool(lead.size and ((a[lead + 1] >= 0x80) & (a[lead + 1] <= 0x9F)).any())
+
+
+def first_control_character(text: str) -> str | None:
+    """The first control character of ``text``, described (None when there is none)."""
+    found = _CONTROL.search(text)
+    return describe_character(found.group()) if found else None
 
 
 def charge_items(content: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:

@@ -4,11 +4,13 @@ Each input row ends in exactly one of the two datasets; a rejected row keeps
 its row number, raw value and the first reason it failed (number, content,
 duplicate, suppression, in that order). The output is a pure function of the
 input, so a rerun writes the same files and the send ledger's fingerprints
-still match.
+still match. Both datasets are written under :mod:`sms_provider.data.completion`'s
+marker: a prepare that fails partway leaves nothing a later run reads as whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections.abc import Sequence
@@ -20,9 +22,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sms_provider.data.content import ContentTemplate, charge_items
+from sms_provider.data.completion import mark_finished, mark_unfinished, require_finished
+from sms_provider.data.content import (
+    ContentTemplate,
+    ContentTemplateError,
+    charge_items,
+    first_control_character,
+    holds_control_character,
+)
 from sms_provider.data.numbers import check_numbers, format_for_vendor
-from sms_provider.data.recipients import load_recipients
+from sms_provider.data.recipients import load_recipients, require_single, text_columns
 from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA
 from sms_provider.data.storage import DataRoot
 from sms_provider.vendors.profiles import profile_of
@@ -66,10 +75,10 @@ def shard_count(rows: int, max_shards: int, min_shard_rows: int) -> int:
 
 
 #: reason codes, in the order they are judged (the first one that applies wins)
-_NUMBER, _MISSING, _TOO_LONG, _DUPLICATE, _SUPPRESSED = 1, 2, 3, 4, 5
-_REASONS = pa.array([None, None, "missing_value", "content_too_long", "duplicate",
-                     "suppressed"], pa.string())
-_DETAILS = pa.array([None, "", None, None, "number already listed in an earlier row",
+_NUMBER, _MISSING, _CONTROL, _TOO_LONG, _DUPLICATE, _SUPPRESSED = 1, 2, 3, 4, 5, 6
+_REASONS = pa.array([None, None, "missing_value", "control_character", "content_too_long",
+                     "duplicate", "suppressed"], pa.string())
+_DETAILS = pa.array([None, "", None, None, None, "number already listed in an earlier row",
                      "number is on the suppression list"], pa.string())
 
 
@@ -98,12 +107,19 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     """Validate, personalise, deduplicate and shard; write the two datasets."""
     template = ContentTemplate.parse(settings.content)
     loaded = load_recipients(recipients, mobile_column=settings.mobile_column)
-    table = loaded.table
-    template.check_columns(table.column_names)
-    for name in settings.template_variables or ():
-        if name not in table.column_names:
-            raise ValueError(f"template variable {name!r} has no column in {recipients}; "
-                             f"columns: {', '.join(table.column_names)}")
+    columns = loaded.table.column_names
+    try:
+        template.check_columns(columns)
+    except ContentTemplateError as exc:
+        raise ContentTemplateError(f"{recipients}: {exc}") from None
+    missing = [name for name in settings.template_variables or () if name not in columns]
+    if missing:
+        raise ContentTemplateError(f"{recipients}: template variable(s) {', '.join(missing)} "
+                                   f"have no column; its columns are: {', '.join(columns)}")
+    # the columns whose values go out: text, one column per name, no control characters
+    personal = list(dict.fromkeys([*template.variables, *(settings.template_variables or ())]))
+    require_single(loaded, [settings.mobile_column, *personal])
+    table = text_columns(loaded, personal)
     raw = table[settings.mobile_column]
     mainland = not profile_of(settings.vendor).sends_abroad
     check = check_numbers(raw, settings.default_region, mainland=mainland)
@@ -114,8 +130,10 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     limit = settings.max_content_chars
     length = pc.utf8_length(content)
     too_long = _mask(pc.greater(length, limit)) if limit else np.zeros(table.num_rows, bool)
+    first_control = _first_reason(*(_mask(holds_control_character(table[name]))
+                                    for name in personal), rows=table.num_rows)
     number_bad = _mask(pc.is_valid(check.reason))
-    content_ok = _mask(pc.is_valid(content)) & ~too_long
+    content_ok = _mask(pc.is_valid(content)) & ~too_long & (first_control == 0)
     # Duplicates are judged among rows that would otherwise go out; the first row wins.
     candidate = ~number_bad & content_ok
     # Each vendor format maps one-to-one onto E.164, so duplicates are judged there.
@@ -123,10 +141,12 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     suppressed = _mask(pc.is_in(check.e164, value_set=load_suppressed(root)))
     first_empty = _first_reason(*(_mask(empties[name]) for name in template.variables),
                                 rows=table.num_rows)
-    codes = _first_reason(number_bad, first_empty > 0, too_long, dup, suppressed,
-                          rows=table.num_rows)
+    codes = _first_reason(number_bad, first_empty > 0, first_control > 0, too_long, dup,
+                          suppressed, rows=table.num_rows)
     rejected = _rejected(table, raw, codes, check.reason, first_empty, template.variables,
                          length, limit)
+    if (codes == _CONTROL).any():
+        rejected = _control_details(rejected, table, codes, first_control, personal)
     kept = _Kept(table, np.flatnonzero(codes == 0), mobile, check.e164, content)
     prepared, shards, items = _write(root, settings, kept, rejected)
     reasons = {r["values"]: r["counts"] for r in
@@ -165,6 +185,28 @@ def _rejected(table: pa.Table, raw: pa.ChunkedArray | pa.Array, codes: np.ndarra
         "raw_value": raw_value,
         "reason": _chunked_like(reason, raw_value), "detail": _chunked_like(detail, raw_value),
     }, schema=REJECTED_SCHEMA)
+
+
+def _control_details(rejected: pa.Table, table: pa.Table, codes: np.ndarray,
+                     first_control: np.ndarray, columns: list[str]) -> pa.Table:
+    """The detail of rows rejected for a control character: which column, which character
+    (built in Python for those rows only; they are few)."""
+    rows = np.flatnonzero(codes == _CONTROL)
+    which = first_control[rows]
+    details = np.empty(rows.size, dtype=object)
+    for code, name in enumerate(columns, 1):
+        chosen = which == code
+        if chosen.any():
+            values = pc.take(table[name], pa.array(rows[chosen])).to_pylist()
+            details[chosen] = [f"column {name!r} holds the control character "
+                               f"{first_control_character(value)}" for value in values]
+    positions = np.searchsorted(np.flatnonzero(codes), rows)  # rejected rows, ascending
+    detail = rejected["detail"].to_pylist()
+    for position, text in zip(positions.tolist(), details.tolist(), strict=True):
+        detail[position] = text
+    return rejected.set_column(rejected.schema.get_field_index("detail"), "detail",
+                               _chunked_like(pa.array(detail, pa.string()),
+                                             rejected["row_number"]))
 
 
 def _chunked_like(values: pa.Array | pa.ChunkedArray, like: pa.Array | pa.ChunkedArray
@@ -294,6 +336,26 @@ def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, st
 
 def _write(root: DataRoot, settings: PrepareSettings, kept: _Kept, rejected: pa.Table
            ) -> tuple[int, int, int]:
+    """Replace both datasets under the unfinished-prepare marker (see ``completion``).
+
+    Should any write fail (a full disk), what was written goes again, best effort,
+    and the marker stays: readers refuse the campaign until a prepare finishes.
+    """
+    campaign_id = settings.campaign_id
+    mark_unfinished(root, campaign_id)
+    try:
+        result = _write_datasets(root, settings, kept, rejected)
+    except BaseException:
+        for name in ("prepared", "rejected"):
+            with contextlib.suppress(Exception):
+                root.remove_dir(*root.campaign(campaign_id, name))
+        raise
+    mark_finished(root, campaign_id)
+    return result
+
+
+def _write_datasets(root: DataRoot, settings: PrepareSettings, kept: _Kept,
+                    rejected: pa.Table) -> tuple[int, int, int]:
     """Replace both datasets; stale shard files of an earlier, larger run go too.
 
     Each shard is built and written by one job on a two-thread pool (Arrow and the
@@ -332,4 +394,6 @@ def _write(root: DataRoot, settings: PrepareSettings, kept: _Kept, rejected: pa.
 
 
 def read_shard(root: DataRoot, campaign_id: str, shard: int) -> pa.Table:
+    """One shard of ``prepared/``; refused while the campaign's prepare is unfinished."""
+    require_finished(root, campaign_id)
     return root.read_table(*root.campaign(campaign_id, "prepared", f"part-{shard:05d}.parquet"))

@@ -7,10 +7,15 @@ inference is exactly what turns ``13800138000`` into ``1.38E+10`` and drops
 leading zeros. A numeric Parquet mobile column is rendered as text the way
 :func:`sms_provider.data.numbers.as_phone_text` repairs spreadsheet floats.
 
+CSV may be delimited by commas, semicolons or tabs (what the header shows,
+commas first); lines are limited to :data:`csv_scan.MAX_LINE_BYTES`, a file
+mixing UTF-8 and GBK lines is refused (it cannot be decoded without garbling
+one of them), and so is a quote that never closes.
+
 Each table gains ``row_number``, the 1-based data row in the file, so every
 rejection can be reported against the line the analyst sees in their editor.
 Anything unusable raises :class:`RecipientFileError` naming the file and, when
-known, the line and column.
+known, the line and column. docs/recipient-files.md lists what is accepted.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -32,7 +37,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from sms_provider.data import csv_scan
+from sms_provider.data.errors import RecipientFileError
 from sms_provider.data.numbers import as_phone_text
+
+__all__ = ["ENCODING_KEY", "FORMAT_KEY", "ROW_NUMBER", "RecipientFile", "RecipientFileError",
+           "load_recipients", "read_recipients", "require_single", "text_columns"]
 
 ROW_NUMBER = "row_number"
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -41,32 +51,20 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 FORMAT_KEY = b"sms_provider.format"
 ENCODING_KEY = b"sms_provider.encoding"
 
-#: bytes per block the CSV reader parses on one thread
+#: bytes per block the CSV reader parses on one thread (a row must fit in one)
 CSV_BLOCK_SIZE = 16 << 20
-_SCAN_BLOCK = 8 << 20
+#: the header row must end within the file's first this many bytes
 _HEAD_BYTES = 1 << 20
+#: what may separate the columns, in the order the header is tried with them
+DELIMITERS = (",", ";", "\t")
 
 _PARQUET_MAGIC = b"PAR1"
+_NOT_CSV = ((b"PK\x03\x04", "is a ZIP archive (an Excel .xlsx workbook?), not CSV text"),
+            (b"\xd0\xcf\x11\xe0", "is an Excel .xls workbook, not CSV text"))
 _UTF8_BOM = codecs.BOM_UTF8
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _WRONG_FIELD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
 _LOOKS_LIKE_NUMBER = re.compile(r"[+\d\s().\-]{5,}")
-
-
-class RecipientFileError(ValueError):
-    """A recipient file cannot be used; the message says which file, where and why."""
-
-    def __init__(self, path: str | os.PathLike[str], message: str, *,
-                 line: int | None = None, column: str | None = None) -> None:
-        self.path = str(path)
-        self.line = line
-        self.column = column
-        where = [self.path]
-        if line is not None:
-            where.append(f"line {line}")
-        if column is not None:
-            where.append(f"column {column!r}")
-        super().__init__(f"{', '.join(where)}: {message}")
 
 
 @dataclass(frozen=True)
@@ -104,21 +102,53 @@ def load_recipients(path: str | os.PathLike[str], *,
         raise RecipientFileError(path, "the file is empty")
     with local.open("rb") as handle:
         head = handle.read(4)
-    if local.suffix.lower() in PARQUET_SUFFIXES or head == _PARQUET_MAGIC:
-        table = _read_parquet(local, mobile_column)
-        fmt, encoding = "parquet", None
-    else:
-        table = _read_utf8_csv(local, mobile_column)
-        encoding = "utf-8"
-        if table is None:  # a BOM, bytes that are not UTF-8, or a problem to report
-            encoding = _detect_encoding(local)
-            table = _read_csv(local, encoding, mobile_column)
-        fmt = "csv"
+    try:
+        if local.suffix.lower() in PARQUET_SUFFIXES or head == _PARQUET_MAGIC:
+            table = _read_parquet(local, mobile_column)
+            fmt, encoding = "parquet", None
+        else:
+            table, encoding = _read_any_csv(local, head, mobile_column)
+            fmt = "csv"
+    except (pa.ArrowException, csv.Error, UnicodeError) as exc:
+        if isinstance(exc, OSError):
+            raise  # the disk or the store, not the file: a retry may succeed
+        raise RecipientFileError(path, f"cannot be read: {exc}") from None
     table = _with_row_numbers(local, table)
     metadata = {FORMAT_KEY: fmt.encode()}
     if encoding is not None:
         metadata[ENCODING_KEY] = encoding.encode()
     return RecipientFile(table.replace_schema_metadata(metadata), local, fmt, encoding)
+
+
+def require_single(file: RecipientFile, names: Iterable[str]) -> None:
+    """Refuse a column that the header names more than once when the campaign uses it:
+    which of the two the content meant cannot be known."""
+    columns = file.table.column_names
+    for name in dict.fromkeys(names):
+        count = columns.count(name)
+        if count > 1:
+            raise RecipientFileError(
+                file.path, f"the header names column {name!r} {count} times and the campaign "
+                           "uses it; rename or remove the other ones",
+                line=1 if file.format == "csv" else None, column=name)
+
+
+def text_columns(file: RecipientFile, names: Iterable[str]) -> pa.Table:
+    """The table with the named columns as text (Parquet may hold numbers, dates, bytes)."""
+    table = file.table
+    for name in dict.fromkeys(names):
+        index = table.column_names.index(name)
+        column = table.column(index)
+        if column.type == pa.string():
+            continue
+        try:
+            text = column.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise RecipientFileError(file.path, f"has type {column.type}, which cannot be "
+                                                "used as text (bytes that are not UTF-8?)",
+                                     column=name) from None
+        table = table.set_column(index, pa.field(name, pa.string()), text)
+    return table
 
 
 def _local_path(path: str | os.PathLike[str]) -> Path:
@@ -166,10 +196,12 @@ def _require_column(path: Path, names: list[str], mobile_column: str) -> None:
 
 
 def _read_parquet(path: Path, mobile_column: str) -> pa.Table:
-    try:
-        table = pq.read_table(path)
+    try:  # ParquetFile, not read_table: the dataset reader refuses duplicated names
+        with pq.ParquetFile(path) as parquet:
+            table = parquet.read()
     except (pa.ArrowException, OSError) as exc:
-        raise RecipientFileError(path, f"not a readable Parquet file: {exc}") from None
+        raise RecipientFileError(path, f"not a readable Parquet file (truncated or not "
+                                       f"Parquet?): {exc}") from None
     _require_column(path, table.column_names, mobile_column)
     index = table.column_names.index(mobile_column)
     text = _as_text(path, mobile_column, table.column(index))
@@ -198,54 +230,17 @@ def _as_text(path: Path, name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
 # --- CSV ---------------------------------------------------------------------------------
 
 
-def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """The file in large blocks, each ending at a line break (yields offset and bytes).
-
-    A line break never falls inside a UTF-8 or GB18030 character, so each block
-    decodes on its own.
-    """
-    offset = 0
-    carry = b""
-    with path.open("rb") as handle:
-        while True:
-            chunk = handle.read(_SCAN_BLOCK)
-            data = carry + chunk
-            if not chunk:
-                if data:
-                    yield offset, data
-                return
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
-                continue
-            yield offset, data[:cut]
-            offset += cut
-            carry = data[cut:]
-
-
-def _valid_utf8(block: bytes) -> bool:
-    """Arrow's UTF-8 validation, several times faster than ``bytes.decode``."""
-    offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int64))
-    try:
-        pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(block)).validate(full=True)
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-def _first_undecodable(path: Path, encoding: str) -> tuple[int, bytes] | None:
-    """Line and bytes of the first thing ``encoding`` cannot decode, or None."""
-    lines = 0
-    for _, block in _blocks(path):
-        if encoding == "utf-8" and _valid_utf8(block):
-            lines += block.count(b"\n")
-            continue
-        try:
-            block.decode(encoding)
-        except UnicodeDecodeError as exc:
-            return lines + block.count(b"\n", 0, exc.start) + 1, block[exc.start:exc.end]
-        lines += block.count(b"\n")
-    return None
+def _read_any_csv(path: Path, head: bytes, mobile_column: str) -> tuple[pa.Table, str]:
+    """The table and the encoding it was read in."""
+    for magic, what in _NOT_CSV:
+        if head.startswith(magic):
+            raise RecipientFileError(path, f"{what}; save it as \"CSV UTF-8\" and use that")
+    csv_scan.check_line_lengths(path)
+    table = _read_utf8_csv(path, mobile_column)
+    if table is not None:
+        return table, "utf-8"
+    encoding = _detect_encoding(path)  # a BOM, bytes that are not UTF-8, or a problem
+    return _read_csv(path, encoding, mobile_column), encoding
 
 
 def _detect_encoding(path: Path) -> str:
@@ -253,6 +248,8 @@ def _detect_encoding(path: Path) -> str:
 
     Every byte is checked here, so the reader need not check again. A plain UTF-8
     file never comes here: :func:`_read_utf8_csv` reads it, Arrow checking the bytes.
+    A file with both UTF-8 and GBK lines is refused: whichever one encoding it were
+    read in, the other lines would go out garbled.
     """
     with path.open("rb") as handle:
         head = handle.read(4)
@@ -260,31 +257,89 @@ def _detect_encoding(path: Path) -> str:
         raise RecipientFileError(path, "is UTF-16 text (Excel's \"Unicode text\"); save it as "
                                        "\"CSV UTF-8\" instead")
     bom = head.startswith(_UTF8_BOM)
-    bad = _first_undecodable(path, "utf-8")
+    bad = csv_scan.first_undecodable(path, "utf-8")
     if bad is None:
         return "utf-8-sig" if bom else "utf-8"
     if not bom:
-        bad = _first_undecodable(path, "gb18030")
-        if bad is None:
+        scan = csv_scan.scan_gb18030(path)
+        if scan.undecodable is None and not scan.utf8_lines:
             return "gb18030"
+        if scan.undecodable is None:
+            raise _mixed_encodings(path, bad[0], scan)
+        bad = scan.undecodable
     line, raw = bad
     expected = "UTF-8, as its byte order mark says" if bom else "UTF-8 nor GBK/GB18030"
     raise RecipientFileError(path, f"undecodable bytes {raw!r}: the file is "
                                    f"{'not ' if bom else 'neither '}{expected}", line=line)
 
 
-def _header(path: Path, encoding: str) -> list[str]:
-    """The column names, parsed like the reader will (blank lines before it skipped)."""
+def _mixed_encodings(path: Path, gbk_line: int, scan: csv_scan.Gb18030Scan
+                     ) -> RecipientFileError:
+    listed = ", ".join(map(str, scan.utf8_lines))
+    more = scan.utf8_count - len(scan.utf8_lines)
+    if more:
+        listed += f" and {more} more"
+    return RecipientFileError(
+        path, f"mixes encodings: this line is not UTF-8 (GBK?) but line(s) {listed} are "
+              "UTF-8, so one of them would be garbled whichever way the file is read; save "
+              "the whole file in one encoding (\"CSV UTF-8\")", line=gbk_line)
+
+
+def _header(path: Path, encoding: str, mobile_column: str) -> tuple[list[str], str]:
+    """The column names and the delimiter, parsed like the reader will (blank lines
+    before the header skipped). The delimiter is the first of :data:`DELIMITERS`
+    with which the header names the mobile column (a comma when none does)."""
     with path.open("rb") as handle:
         head = handle.read(_HEAD_BYTES)
-    text = codecs.getincrementaldecoder(encoding)("replace").decode(head, final=False)
-    for row in csv.reader(io.StringIO(text, newline="")):
-        if row:
-            if not any(name.strip() for name in row):
-                raise RecipientFileError(path, "no header: the first row names no columns",
-                                         line=1)
-            return row
-    raise RecipientFileError(path, "the file is empty (no header row)")
+    if b"\x00" in head.split(b"\n", 1)[0]:
+        raise RecipientFileError(path, "the header holds NUL bytes: this is not CSV text "
+                                       "(UTF-16 without a byte order mark, or binary data?)",
+                                 line=1)
+    whole = len(head) < _HEAD_BYTES
+    text = codecs.getincrementaldecoder(encoding)("replace").decode(head, final=whole)
+    names = _first_row(path, text, ",", whole)
+    delimiter = ","
+    if mobile_column not in names:
+        for other in DELIMITERS[1:]:
+            row = _first_row(path, text, other, whole)
+            if mobile_column in row:
+                names, delimiter = row, other
+                break
+    return names, delimiter
+
+
+def _first_row(path: Path, text: str, delimiter: str, whole: bool) -> list[str]:
+    """The first non-blank row of the file's head, which must end within it."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        row = next((row for row in reader if row), None)
+    except csv.Error as exc:
+        if "field limit" in str(exc):
+            message = (f"a header cell is longer than {csv.field_size_limit()} characters "
+                       "(an unterminated quote?)")
+        else:
+            message = f"the header row is not valid CSV: {exc}"
+        raise RecipientFileError(path, message, line=reader.line_num) from None
+    if row is None:
+        raise RecipientFileError(path, "the file is empty (no header row)")
+    if not whole and not _another_row(reader):
+        raise RecipientFileError(path, f"the header row is longer than "
+                                       f"{csv_scan.mib(_HEAD_BYTES)} (an unterminated quote?)",
+                                 line=1)
+    if any("\n" in name or "\r" in name for name in row):
+        raise RecipientFileError(path, "a quote (\") in the header opens a column name that "
+                                       "runs over a line break: close the quote", line=1)
+    if not any(name.strip() for name in row):
+        raise RecipientFileError(path, "no header: the first row names no columns", line=1)
+    return row
+
+
+def _another_row(reader: Iterator[list[str]]) -> bool:
+    """Whether a row follows (one that fails to parse still starts after the header)."""
+    try:
+        return next(reader, None) is not None
+    except csv.Error:
+        return True
 
 
 def _convert_options(names: list[str], *, check_utf8: bool) -> pacsv.ConvertOptions:
@@ -308,7 +363,7 @@ def _read_utf8_csv(path: Path, mobile_column: str) -> pa.Table | None:
     if head.startswith((_UTF8_BOM, *_UTF16_BOMS)):
         return None
     cut = head.rfind(b"\n") + 1 if len(head) == _HEAD_BYTES else len(head)
-    if cut == 0 or not _valid_utf8(head[:cut]):
+    if cut == 0 or not csv_scan.valid_utf8(head[:cut]):
         return None  # the header is not UTF-8 (or longer than the head)
     try:
         return _read_csv(path, "utf-8", mobile_column, check_utf8=True)
@@ -322,18 +377,21 @@ def _read_csv(path: Path, encoding: str, mobile_column: str, *,
 
     With ``check_utf8`` a failure raises Arrow's own error (the caller falls back).
     """
-    names = _header(path, encoding)
+    names, delimiter = _header(path, encoding, mobile_column)
     _require_column(path, names, mobile_column)
     convert = _convert_options(names, check_utf8=check_utf8)
-    parse = pacsv.ParseOptions(newlines_in_values=True)
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     if check_utf8:
-        return pacsv.read_csv(path, read_options=_read_options(encoding),
-                              parse_options=parse, convert_options=convert)
-    try:
-        return pacsv.read_csv(path, read_options=_read_options(encoding),
-                              parse_options=parse, convert_options=convert)
-    except pa.ArrowInvalid as exc:
-        raise _csv_error(path, encoding, convert, exc) from None
+        table = pacsv.read_csv(path, read_options=_read_options(encoding),
+                               parse_options=parse, convert_options=convert)
+    else:
+        try:
+            table = pacsv.read_csv(path, read_options=_read_options(encoding),
+                                   parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            raise _csv_error(path, encoding, parse, convert, exc) from None
+    _check_last_quote(path, table)
+    return table
 
 
 def _read_options(encoding: str, *, use_threads: bool = True) -> pacsv.ReadOptions:
@@ -343,10 +401,43 @@ def _read_options(encoding: str, *, use_threads: bool = True) -> pacsv.ReadOptio
                              use_threads=use_threads, autogenerate_column_names=False)
 
 
-def _csv_error(path: Path, encoding: str, convert: pacsv.ConvertOptions,
-               exc: pa.ArrowInvalid) -> RecipientFileError:
+def _check_last_quote(path: Path, table: pa.Table) -> None:
+    """Refuse a quote that opens in the last row and never closes.
+
+    Arrow, like most CSV readers, takes everything from such a quote to the end of
+    the file as one value: the rows after it would silently vanish into it. Only the
+    last value of the last row can be one, and only if it holds a line break; it was
+    then quoted, so the file must end (line breaks aside) with its closing quote: an
+    odd run of quotes, the escaped ones coming in pairs.
+    """
+    if not table.num_rows or not table.num_columns:
+        return
+    column = table.column(table.num_columns - 1)
+    value = column[len(column) - 1].as_py()
+    if not value or ("\n" not in value and "\r" not in value):
+        return
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - 4096))
+        tail = handle.read().rstrip(b"\r\n")
+    if (len(tail) - len(tail.rstrip(b'"'))) % 2:
+        return
+    breaks = sum(block.count(b"\n") for _, block in csv_scan.blocks(path))
+    opened = breaks - value.count("\n") + 1
+    raise RecipientFileError(path, "a quote (\") opens a value on this line and never closes, "
+                                   "so every line after it would be read into that value; "
+                                   "close the quote or remove it", line=opened,
+                             column=table.column_names[-1])
+
+
+def _csv_error(path: Path, encoding: str, parse: pacsv.ParseOptions,
+               convert: pacsv.ConvertOptions, exc: pa.ArrowInvalid) -> RecipientFileError:
     """A parse failure with its line: the threaded reader does not know it, so re-read."""
     message = str(exc).removeprefix("CSV parse error: ")
+    if "straddling" in message:
+        return RecipientFileError(path, f"a row is longer than {csv_scan.mib(CSV_BLOCK_SIZE)}, "
+                                        "the most one row may hold (a quoted value running "
+                                        "over many lines, or a quote that never closes?)")
     if not _WRONG_FIELD_COUNT.search(message):
         return RecipientFileError(path, f"malformed CSV: {message}")
     bad: list[pacsv.InvalidRow] = []
@@ -355,7 +446,8 @@ def _csv_error(path: Path, encoding: str, convert: pacsv.ConvertOptions,
         bad.append(row)
         return "error"
 
-    parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=first_bad_row)
+    parse = pacsv.ParseOptions(delimiter=parse.delimiter, newlines_in_values=True,
+                               invalid_row_handler=first_bad_row)
     with contextlib.suppress(pa.ArrowInvalid):
         pacsv.read_csv(path, read_options=_read_options(encoding, use_threads=False),
                        parse_options=parse, convert_options=convert)

@@ -52,9 +52,9 @@ class PrepareRecipientsOperator(BaseOperator):
         self.min_shard_rows = min_shard_rows
 
     def execute(self, context: Context) -> list[int]:
-        from sms_provider.data.content import ContentTemplate, ContentTemplateError
+        from sms_provider.data.content import ContentTemplate
+        from sms_provider.data.errors import BadInputError
         from sms_provider.data.prepare import PrepareSettings, prepare
-        from sms_provider.data.recipients import RecipientFileError
         from sms_provider.runtime import data_root, local_recipients
 
         with hook_for_connection(self.sms_conn_id).get_client() as client:
@@ -70,7 +70,7 @@ class PrepareRecipientsOperator(BaseOperator):
                     mobile_column=self.mobile_column, max_content_chars=limit,
                     template_variables=template_vars, max_shards=self.max_shards,
                     min_shard_rows=self.min_shard_rows))
-        except (RecipientFileError, ContentTemplateError) as exc:
+        except BadInputError as exc:
             raise AirflowFailException(str(exc)) from None  # a retry reads the same file
         self.log.info("prepared %d of %d rows into %d shard(s), %d rejected %s; estimate %d "
                       "charge items; encoding %s", summary.prepared, summary.input_rows,

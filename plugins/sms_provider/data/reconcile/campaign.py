@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sms_provider.data import html_report
+from sms_provider.data.completion import is_unfinished, require_finished
 from sms_provider.data.reconcile.accounts import AccountCache
 from sms_provider.data.reconcile.columns import distinct
 from sms_provider.data.reconcile.discrepancies import find_discrepancies
@@ -80,6 +81,7 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
         statistics_tolerance=statistics_tolerance,
         balance_tolerance=Decimal(balance_tolerance),
         prices=_prices(price_per_item))
+    require_finished(root, campaign_id)  # a partial prepared/ would count rows as unsent
     own_cache = accounts is None
     accounts = accounts if accounts is not None else AccountCache()
 
@@ -127,9 +129,14 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
 def reconcile_all(root: DataRoot, campaign_ids: Iterable[str] | None = None,
                   **options: Any) -> dict[str, ReconcileResult]:
     """Reconcile every campaign under ``campaigns/`` (or the given ones), reading each
-    connection's submissions and reports once; ``options`` as for ``reconcile_campaign``."""
+    connection's submissions and reports once; ``options`` as for ``reconcile_campaign``.
+
+    Going over every campaign, one whose prepare is unfinished is left out (it has
+    nothing whole to reconcile yet); named, it raises ``UnfinishedPrepareError``.
+    """
     cache = AccountCache()
-    ids = list(campaign_ids) if campaign_ids is not None else list_campaigns(root)
+    ids = (list(campaign_ids) if campaign_ids is not None else
+           [cid for cid in list_campaigns(root) if not is_unfinished(root, cid)])
     return {cid: reconcile_campaign(root, cid, accounts=cache, **options) for cid in ids}
 
 
