@@ -30,7 +30,8 @@ class UnfinishedPrepareError(RuntimeError):
         self.campaign_id = campaign_id
         super().__init__(
             f"campaign {campaign_id}: the last prepare did not finish "
-            f"({marker_path(root, campaign_id)} is there), so prepared/ and rejected/ may be partial; run prepare again")
+            f"({marker_path(root, campaign_id)} is there), so prepared/ and rejected/ may "
+            "be partial; run prepare again")
 
 
 def marker_path(root: DataRoot, campaign_id: str) -> str:
