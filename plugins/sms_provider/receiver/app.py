@@ -108,6 +108,11 @@ class PushReceiver:
             kept = {k: headers[k] for k in EMAY_HEADERS if headers.get(k)}
             return self._accept(LandingRecord(conn.conn_id, emay_ims.VENDOR, EMAY_ENCRYPTED,
                                               now, body, headers=kept))
+        allowed = self.config.emay_plain_allowed(token, client)
+        refusal = Refused(401, "plain push refused: the reports must carry one appId whose "
+                               "plain pushes are accepted from this URL and address")
+        if not allowed:  # before parsing: an unauthenticated body costs nothing more
+            raise refusal
         if content_type.split(";", 1)[0].strip().lower() != FORM_TYPE:
             raise Refused(400, "neither an appId header (encrypted push) nor a form body")
         try:
@@ -116,9 +121,8 @@ class PushReceiver:
             raise Refused(400, str(exc)) from None
         app_ids = {str(r.raw.get("appId") or "").strip() for r in reports}
         conn = self.config.emay_for(app_ids.pop()) if len(app_ids) == 1 else None
-        if conn is None or not conn.plain_allowed(token, client):
-            raise Refused(401, "plain push refused: the reports must carry one appId "
-                               "whose plain pushes are accepted from this URL and address")
+        if conn is None or conn not in allowed:
+            raise refusal
         return self._accept(LandingRecord(conn.conn_id, emay_ims.VENDOR, EMAY_FORM, now, body,
                                           headers={"appId": conn.app_id}))
 

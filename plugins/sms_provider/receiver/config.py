@@ -178,6 +178,12 @@ class ReceiverConfig:
                 found = conn
         return found
 
+    def emay_plain_allowed(self, token: str | None, client: str | None
+                           ) -> list[EmayImsReceiver]:
+        """The Emay connections that take a plain push at ``token``'s URL from ``client``."""
+        return [c for c in self.connections
+                if isinstance(c, EmayImsReceiver) and c.plain_allowed(token, client)]
+
     def emay_secret_key(self, app_id: str) -> str | None:
         conn = self.emay_for(app_id)
         return conn.secret_key if conn else None
