@@ -15,7 +15,11 @@ report) and the EIMS PUT (50 reports a push). Every push carries distinct
 reports; after the run the landing files are compacted and the distinct
 reports on disk must equal the reports acknowledged (count in = count on disk).
 
-    python bench/receiver.py [--seconds 8] [--threads 16] [--dir /path/on/real/disk]
+``--slow N`` also holds N slow-loris connections (half a request, then a byte
+every half second) through each receiver's run: the pushes must go on, and the
+receiver must close every one of them at its header time limit (10 s).
+
+    python bench/receiver.py [--seconds 8] [--threads 16] [--slow 300] [--dir /path]
 """
 
 from __future__ import annotations
@@ -125,6 +129,51 @@ class Worker:
         sock.close()
 
 
+class SlowClients(threading.Thread):
+    """``count`` connections trickling the headers of a request they never finish."""
+
+    def __init__(self, port: int, count: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.count = port, count
+        self.stop = threading.Event()
+        self.closed_after: list[float] = []
+        self.began = time.monotonic()
+
+    def run(self) -> None:
+        socks = []
+        for _ in range(self.count):
+            sock = socket.create_connection(("127.0.0.1", self.port))
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            sock.setblocking(False)
+            socks.append(sock)
+        started = time.monotonic()
+        while socks and not self.stop.wait(0.5):
+            for sock in list(socks):
+                try:
+                    alive = sock.recv(4096) != b""
+                    if alive:
+                        continue  # an answer (408): the close follows
+                except BlockingIOError:
+                    try:
+                        sock.send(b"a")
+                        continue
+                    except OSError:
+                        pass
+                except OSError:
+                    pass
+                self.closed_after.append(time.monotonic() - started)
+                socks.remove(sock)
+                sock.close()
+        for sock in socks:
+            sock.close()
+
+    def report(self) -> str:
+        if not self.closed_after:
+            return f"slow clients: {self.count} held, none closed by the receiver"
+        return (f"slow clients: {self.count} held, {len(self.closed_after)} closed by the "
+                f"receiver, the last after {max(self.closed_after):.1f} s")
+
+
 def drive(port: int, endpoint: str, seconds: float, threads: int, first_worker: int
           ) -> dict[str, float]:
     """Push for ``seconds`` over ``threads`` connections; acknowledged pushes and reports."""
@@ -148,12 +197,16 @@ def drive(port: int, endpoint: str, seconds: float, threads: int, first_worker: 
             "reports_s": reports / elapsed}
 
 
-def run_mode(workdir: Path, durable: bool, seconds: float, concurrency: list[int]) -> None:
+def run_mode(workdir: Path, durable: bool, seconds: float, concurrency: list[int],
+             slow: int = 0) -> None:
     """One receiver, every endpoint and concurrency; then compact and count."""
     proc, port = start_receiver(workdir, durable)
     acknowledged = {"chuanglan": 0, "eims": 0}
     pushes = 0
     label = "durable " if durable else "no fsync"
+    slow_clients = SlowClients(port, slow) if slow else None
+    if slow_clients:
+        slow_clients.start()
     try:
         worker = 0
         for endpoint in ("chuanglan", "eims"):
@@ -165,6 +218,11 @@ def run_mode(workdir: Path, durable: bool, seconds: float, concurrency: list[int
                 print(f"  {endpoint:9s} {label} {threads:3d} conn: {r['pushes_s']:7.0f} "
                       f"pushes/s {r['reports_s']:8.0f} reports/s", flush=True)
     finally:
+        if slow_clients:  # the receiver has until its header limit (10 s) and a margin
+            slow_clients.join(max(0.0, 15.0 - (time.monotonic() - slow_clients.began)))
+            slow_clients.stop.set()
+            slow_clients.join(10)
+            print(f"  {label}: {slow_clients.report()}", flush=True)
         proc.terminate()
         proc.wait(10)
     root = DataRoot(workdir / "data")
@@ -188,6 +246,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="per case")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 16],
                         help="concurrent connections, one case each (default 1 16)")
+    parser.add_argument("--slow", type=int, default=0,
+                        help="slow-loris connections held through each run (default 0)")
     parser.add_argument("--dir", default=None,
                         help="where the data root goes (default: the system temp folder); "
                              "put it on the disk you mean to measure, not a tmpfs")
@@ -199,7 +259,7 @@ def main() -> int:
         for durable in (True, False):
             workdir = base / ("durable" if durable else "nofsync")
             workdir.mkdir()
-            run_mode(workdir, durable, args.seconds, args.threads)
+            run_mode(workdir, durable, args.seconds, args.threads, args.slow)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from sms_provider.data.reports import dedupe, read_all
 from sms_provider.data.schemas import INBOUND_SCHEMA, REPORT_SCHEMA, SUPPRESSION_SCHEMA
 from sms_provider.data.storage import DataRoot
-from sms_provider.receiver.app import RedactingFilter, app_from_env, create_app, redact_path
+from sms_provider.receiver.app import app_from_env, create_app
 from sms_provider.receiver.config import ReceiverConfig, ReceiverConfigError
 from sms_provider.receiver.landing import (
     CHUANGLAN_MO,
@@ -35,6 +35,8 @@ from sms_provider.receiver.landing import (
     compact,
     landed_files,
 )
+from sms_provider.receiver.redaction import RedactingFilter, redact_path
+from sms_provider.receiver.server import server_config
 from sms_provider.vendors import emay_common
 from sms_provider.vendors.base import OutboundMessage
 from sms_provider.vendors.registry import build_client
@@ -43,22 +45,36 @@ from tests.simulator_harness import DEFAULT_CONFIG, ROOT, SimulatorProcess, free
 IMS = DEFAULT_CONFIG["emay_ims"]
 CL_RECEIVER, CL_PASSWORD = "cl-push", "cl-push-Secret-7f3a"
 EIMS_TOKEN = "eims-Tok3n-0123456789abcdefghijklmn"
+EMAY_TOKEN = "emay-PlainTok3n-0123456789abcdefghij"
 CONNECTIONS = [
     {"conn_id": "sms_chuanglan", "vendor": "chuanglan", "receiver": CL_RECEIVER,
      "password": CL_PASSWORD},
     {"conn_id": "sms_emay_ims", "vendor": "emay_ims", "app_id": IMS["app_id"],
-     "secret_key": IMS["secret_key"]},
+     "secret_key": IMS["secret_key"], "accept_plain": True, "plain_token": EMAY_TOKEN},
     {"conn_id": "sms_eims", "vendor": "eims", "token": EIMS_TOKEN},
 ]
 CONFIG = {"connections": CONNECTIONS}
-SECRETS = (CL_PASSWORD, EIMS_TOKEN, IMS["secret_key"])
+SECRETS = (CL_PASSWORD, EIMS_TOKEN, EMAY_TOKEN, IMS["secret_key"])
 CONN_OF = {"chuanglan": "sms_chuanglan", "emay_ims": "sms_emay_ims", "eims": "sms_eims"}
 
 
-class ReceiverProcess:
-    """``python -m sms_provider.receiver`` in a child process (compaction left to the test)."""
+#: runs the receiver's ``__main__`` with a cap on the size of any file it writes (an
+#: injected "disk full": writes past the cap fail with EFBIG, as a full disk fails them)
+_CAPPED_MAIN = ("import resource, runpy, sys; cap = int(sys.argv.pop(1)); "
+                "resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap)); "
+                "sys.argv[0] = 'sms_provider.receiver'; "
+                "runpy.run_module('sms_provider.receiver', run_name='__main__')")
 
-    def __init__(self, workdir: Path, root: Path, config: dict[str, Any] = CONFIG) -> None:
+
+class ReceiverProcess:
+    """``python -m sms_provider.receiver`` in a child process (compaction left to the test).
+
+    ``file_size_cap`` (bytes) makes every file write of the receiver beyond that size
+    fail; its output then reaches the log through a pipe, which the cap spares.
+    """
+
+    def __init__(self, workdir: Path, root: Path, config: dict[str, Any] = CONFIG, *,
+                 http: str = "auto", file_size_cap: int | None = None) -> None:
         self.config_path = workdir / "receiver.json"
         self.config_path.write_text(json.dumps(config))
         self.root = root
@@ -67,25 +83,48 @@ class ReceiverProcess:
         self.log_path = workdir / "receiver.log"
         self.proc: subprocess.Popen | None = None
         self.compact_every = 0.0  # seconds; 0 leaves compaction to the test
+        self.http = http
+        self.file_size_cap = file_size_cap
+        self._copier: threading.Thread | None = None
 
-    def start(self) -> ReceiverProcess:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    def start(self, *, healthy: bool = True) -> ReceiverProcess:
+        """Started once /health answers (200 unless ``healthy`` is False)."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins"),
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        args = ["--host", "127.0.0.1", "--port", str(self.port), "--config",
+                str(self.config_path), "--data-root", str(self.root), "--compact-every",
+                str(self.compact_every)] + (["--http", self.http] if self.http != "auto" else [])
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sms_provider.receiver", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--config", str(self.config_path),
-                 "--data-root", str(self.root), "--compact-every", str(self.compact_every)],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
+            if self.file_size_cap is None:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "sms_provider.receiver", *args],
+                    stdout=log, stderr=subprocess.STDOUT, env=env)
+            else:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-c", _CAPPED_MAIN, str(self.file_size_cap), *args],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                self._copier = threading.Thread(target=self._copy_output, daemon=True)
+                self._copier.start()
+        deadline = time.monotonic() + 60  # the machine may be busy with other tests
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"receiver exited: {self.log_path.read_text()}")
+                raise RuntimeError(f"receiver exited: {self.log()}")
             try:
-                if requests.get(self.url + "/health", timeout=1).ok:
+                answer = requests.get(self.url + "/health", timeout=1,
+                                      headers={"Connection": "close"})
+                if answer.ok or not healthy:
                     return self
             except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("receiver did not come up within 30 s")
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("receiver did not come up within 60 s")
+
+    def _copy_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with self.log_path.open("ab") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -100,6 +139,8 @@ class ReceiverProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self._copier is not None:
+            self._copier.join(5)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -115,12 +156,13 @@ class ThreadedReceiver:
 
     def __init__(self, root: Path, config: dict[str, Any] = CONFIG,
                  app: Any = None) -> None:
-        app = app or create_app(ReceiverConfig.from_dict(config), DataRoot(root))
+        settings = ReceiverConfig.from_dict(config)
+        app = app or create_app(settings, DataRoot(root))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
-            lifespan="off"))
+        self.server = uvicorn.Server(server_config(
+            app, settings, host="127.0.0.1", port=self.port, log_level="warning",
+            access_log=False, lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> ThreadedReceiver:
@@ -156,7 +198,9 @@ def push_config(receiver: ReceiverProcess | ThreadedReceiver, emay_mode: str = "
         "chuanglan": {"push_url": f"{receiver.url}/chuanglan/reports",
                       "mo_push_url": f"{receiver.url}/chuanglan/mo",
                       "receiver": CL_RECEIVER, "receiver_password": CL_PASSWORD},
-        "emay_ims": {"push_url": f"{receiver.url}/emay/reports", "push_mode": emay_mode},
+        "emay_ims": {"push_url": f"{receiver.url}/emay/{EMAY_TOKEN}/reports"
+                     if emay_mode == "plain" else f"{receiver.url}/emay/reports",
+                     "push_mode": emay_mode},
         "eims": {"push_url": f"{receiver.url}/eims/{EIMS_TOKEN}/reports"},
         "simulation": {**DEFAULT_CONFIG["simulation"], **simulation},
     }
@@ -289,13 +333,13 @@ def test_malformed_pushes_get_400_and_nothing_lands(receiver: ThreadedReceiver,
     assert requests.get(f"{url}/chuanglan/mo", timeout=5, params={
         **creds, "moTime": "2401011200", "destcode": "106", "mobile": "13800138000",
         "msg": "hi", "isems": "1", "emshead": "7,2,3"}).status_code == 400
-    assert requests.post(f"{url}/emay/reports", data={"reports": "not json"},
+    assert requests.post(f"{url}/emay/{EMAY_TOKEN}/reports", data={"reports": "not json"},
                          timeout=5).status_code == 400
     not_json = emay_common.encode_secure("a string, not a list", IMS["secret_key"],
                                          gzip_on=True)
     assert requests.post(f"{url}/emay/reports", data=not_json,
                          headers={"appId": IMS["app_id"]}, timeout=5).status_code == 400
-    assert requests.post(f"{url}/emay/reports", data=b"\x01" * 10, timeout=5,
+    assert requests.post(f"{url}/emay/{EMAY_TOKEN}/reports", data=b"\x01" * 10, timeout=5,
                          headers={"Content-Type": "application/octet-stream"}
                          ).status_code == 400
     assert landed_files(DataRoot(data_root)) == []

@@ -1,6 +1,8 @@
 """``python -m sms_provider.receiver --host H --port P --config FILE --data-root PATH``.
 
-Serves the push endpoints with uvicorn and, in a background thread, compacts
+Serves the push endpoints with uvicorn (time limits for slow clients and a
+connection bound from the config, :mod:`sms_provider.receiver.server`) and, in a
+background thread, compacts
 landed pushes into Parquet every ``--compact-every`` seconds (0: never; then
 run :func:`sms_provider.receiver.landing.compact` elsewhere, e.g. the Airflow
 task). Compaction failures are logged and retried on the next round: the
@@ -18,9 +20,11 @@ import threading
 import uvicorn
 
 from sms_provider.data.storage import DataRoot
-from sms_provider.receiver.app import create_app, install_log_redaction
+from sms_provider.receiver.app import create_app
 from sms_provider.receiver.config import ENV_CONFIG, ReceiverConfig, ReceiverConfigError
 from sms_provider.receiver.landing import compact
+from sms_provider.receiver.redaction import install_log_redaction
+from sms_provider.receiver.server import HTTP_IMPLEMENTATIONS, server_config
 from sms_provider.runtime import CHECKOUT_DATA
 
 log = logging.getLogger("sms_provider.receiver")
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--no-access-log", action="store_true",
                         help="no per-request access log lines")
+    parser.add_argument("--http", choices=HTTP_IMPLEMENTATIONS, default="auto",
+                        help="uvicorn's HTTP parser (default auto: httptools if installed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -73,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"receiver: {exc}", file=sys.stderr)
         return 2
     root = DataRoot(args.data_root)
-    server_config = uvicorn.Config(create_app(config, root), host=args.host, port=args.port,
-                                   log_level=args.log_level.lower(),
-                                   access_log=not args.no_access_log)
+    settings = server_config(create_app(config, root), config, host=args.host,
+                             port=args.port, http=args.http,
+                             log_level=args.log_level.lower(),
+                             access_log=not args.no_access_log)
     install_log_redaction()  # after uvicorn configured its loggers
     compactor = Compactor(root, config, args.compact_every) if args.compact_every > 0 else None
     if compactor:
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("receiving pushes for %s into %s",
              ", ".join(c.conn_id for c in config.connections), root.uri)
     try:
-        uvicorn.Server(server_config).run()
+        uvicorn.Server(settings).run()
     finally:
         if compactor:
             compactor.stop()

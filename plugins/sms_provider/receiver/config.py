@@ -10,7 +10,14 @@ The file is JSON::
         {"conn_id": "sms_eims", "vendor": "eims", "token": "<long random secret>"}],
      "opt_out_words": ["TD", "退订"],
      "ems_part_timeout_s": 3600,
-     "compact_batch_files": 2000}
+     "compact_batch_files": 2000,
+     "max_body_bytes": 4194304,
+     "header_timeout_s": 10, "body_timeout_s": 30, "max_connections": 1000}
+
+An Emay entry may also accept the plain form push (``"accept_plain": true``),
+which carries no credential of its own: it then needs ``plain_token`` (a secret
+in the push URL, ``/emay/<plain_token>/reports``) and/or ``plain_sources`` (the
+addresses or networks the vendor pushes from); with both, a push must pass both.
 
 Each pushed request is told apart by its credentials, so two entries of one
 vendor may not share them. Validation errors name the entry and the field,
@@ -21,6 +28,7 @@ reason (a config object ends up in tracebacks and debug logs).
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import os
 import re
@@ -43,6 +51,13 @@ _AES_KEY_LENGTHS = (16, 24, 32)
 DEFAULT_EMS_PART_TIMEOUT_S = 3600.0
 DEFAULT_COMPACT_BATCH_FILES = 2000
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+#: slow clients: the headers of a request (from connect, or from the previous answer on a
+#: kept-alive connection) and then its body must each arrive within these
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 30.0
+DEFAULT_MAX_CONNECTIONS = 1000
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ReceiverConfigError(ValueError):
@@ -63,15 +78,29 @@ class ChuanglanReceiver:
 class EmayImsReceiver:
     """Emay IMS pushes name the ``appId``; the encrypted form proves it with the key.
 
-    ``accept_plain`` allows the plain form push, which carries the appId (not a
-    secret) and nothing else: turn it off when the account pushes encrypted.
+    The plain form push carries the appId (not a secret) and nothing else, so
+    anyone knowing it could post DELIVERED reports: it is refused unless
+    ``accept_plain`` is set, and then it must come with ``plain_token`` in the
+    URL and/or from an address in ``plain_sources`` (the config loader insists
+    on at least one).
     """
 
     conn_id: str
     app_id: str
     secret_key: str = field(repr=False)
-    accept_plain: bool = True
+    accept_plain: bool = False
+    plain_token: str | None = field(default=None, repr=False)
+    plain_sources: tuple[IPNetwork, ...] = ()
     vendor: str = "emay_ims"
+
+    def plain_allowed(self, token: str | None, client: str | None) -> bool:
+        """A plain push reached us at ``token``'s URL from ``client``: is it this account's?"""
+        if not self.accept_plain or (self.plain_token is None and not self.plain_sources):
+            return False
+        if self.plain_token is not None and not hmac.compare_digest(
+                (token or "").encode(), self.plain_token.encode()):
+            return False
+        return not self.plain_sources or _address_in(client, self.plain_sources)
 
 
 @dataclass(frozen=True)
@@ -99,6 +128,9 @@ class ReceiverConfig:
     ems_part_timeout_s: float = DEFAULT_EMS_PART_TIMEOUT_S
     compact_batch_files: int = DEFAULT_COMPACT_BATCH_FILES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     durable: bool = True
 
     def __post_init__(self) -> None:
@@ -136,6 +168,22 @@ class ReceiverConfig:
                 return conn
         return None
 
+    def emay_for_token(self, token: str) -> EmayImsReceiver | None:
+        """The Emay connection whose plain-push URL token this is; every entry is compared."""
+        found = None
+        for conn in self.connections:
+            if (isinstance(conn, EmayImsReceiver) and conn.plain_token is not None
+                    and hmac.compare_digest(token.encode(), conn.plain_token.encode())
+                    and found is None):
+                found = conn
+        return found
+
+    def emay_plain_allowed(self, token: str | None, client: str | None
+                           ) -> list[EmayImsReceiver]:
+        """The Emay connections that take a plain push at ``token``'s URL from ``client``."""
+        return [c for c in self.connections
+                if isinstance(c, EmayImsReceiver) and c.plain_allowed(token, client)]
+
     def emay_secret_key(self, app_id: str) -> str | None:
         conn = self.emay_for(app_id)
         return conn.secret_key if conn else None
@@ -146,7 +194,9 @@ class ReceiverConfig:
         if not isinstance(data, Mapping):
             raise ReceiverConfigError("the receiver config must be a JSON object")
         unknown = sorted(set(data) - {"connections", "opt_out_words", "ems_part_timeout_s",
-                                      "compact_batch_files", "max_body_bytes", "durable"})
+                                      "compact_batch_files", "max_body_bytes",
+                                      "header_timeout_s", "body_timeout_s",
+                                      "max_connections", "durable"})
         if unknown:
             raise ReceiverConfigError(f"unknown setting(s): {', '.join(unknown)}")
         entries = data.get("connections")
@@ -162,7 +212,10 @@ class ReceiverConfig:
             kwargs["opt_out_words"] = tuple(w.strip() for w in words)
         for name, kind, low in (("ems_part_timeout_s", float, 0.0),
                                 ("compact_batch_files", int, 1),
-                                ("max_body_bytes", int, 1024)):
+                                ("max_body_bytes", int, 1024),
+                                ("header_timeout_s", float, 0.1),
+                                ("body_timeout_s", float, 0.1),
+                                ("max_connections", int, 1)):
             if name in data:
                 kwargs[name] = _number(data[name], name, kind, low)
         if "durable" in data:
@@ -200,7 +253,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "emay_ims": ("app_id", "secret_key"),
     "eims": ("token",),
 }
-_OPTIONAL: dict[str, tuple[str, ...]] = {"emay_ims": ("accept_plain",)}
+_OPTIONAL: dict[str, tuple[str, ...]] = {
+    "emay_ims": ("accept_plain", "plain_token", "plain_sources")}
 
 
 def _connection(index: int, entry: Any) -> Connection:
@@ -226,17 +280,66 @@ def _connection(index: int, entry: Any) -> Connection:
     if vendor == "emay_ims":
         if len(values["secret_key"].encode("utf-8")) not in _AES_KEY_LENGTHS:
             raise ReceiverConfigError(f"{where}: 'secret_key' must be 16, 24 or 32 bytes")
-        plain = entry.get("accept_plain", True)
-        if not isinstance(plain, bool):
-            raise ReceiverConfigError(f"{where}: 'accept_plain' must be true or false")
-        return EmayImsReceiver(conn_id, values["app_id"], values["secret_key"], plain)
-    token = values["token"]
+        return _emay(entry, where, conn_id, values["app_id"], values["secret_key"])
+    return EimsReceiver(conn_id, _url_token(values["token"], "token", where))
+
+
+def _emay(entry: Mapping[str, Any], where: str, conn_id: str, app_id: str,
+          secret_key: str) -> EmayImsReceiver:
+    """Plain pushes stay off unless asked for, and are never taken unauthenticated."""
+    plain = entry.get("accept_plain", False)
+    if not isinstance(plain, bool):
+        raise ReceiverConfigError(f"{where}: 'accept_plain' must be true or false")
+    token = None
+    if "plain_token" in entry:
+        token = _url_token(_secret(entry, "plain_token", where), "plain_token", where)
+    sources = _networks(entry["plain_sources"], where) if "plain_sources" in entry else ()
+    if plain and token is None and not sources:
+        raise ReceiverConfigError(
+            f"{where}: 'accept_plain' needs 'plain_token' (a secret in the push URL) "
+            "or 'plain_sources' (the vendor's addresses): a plain push carries no "
+            "credential of its own")
+    if not plain and (token is not None or sources):
+        raise ReceiverConfigError(f"{where}: 'plain_token'/'plain_sources' are set but "
+                                  "'accept_plain' is not true")
+    return EmayImsReceiver(conn_id, app_id, secret_key, plain, token, sources)
+
+
+def _url_token(token: str, name: str, where: str) -> str:
+    """A secret that stands in a URL for credentials: long, and needing no escaping."""
     if len(token) < MIN_TOKEN_CHARS or not _TOKEN_RE.fullmatch(token):
         raise ReceiverConfigError(
-            f"{where}: 'token' must be at least {MIN_TOKEN_CHARS} URL-safe characters "
+            f"{where}: '{name}' must be at least {MIN_TOKEN_CHARS} URL-safe characters "
             "(letters, digits, '-', '_', '.', '~'); e.g. python -c "
             "'import secrets; print(secrets.token_urlsafe(32))'")
-    return EimsReceiver(conn_id, token)
+    return token
+
+
+def _networks(value: Any, where: str) -> tuple[IPNetwork, ...]:
+    if not isinstance(value, list) or not value:
+        raise ReceiverConfigError(f"{where}: 'plain_sources' must be a non-empty list of "
+                                  "addresses or networks (e.g. \"203.0.113.0/24\")")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            if not isinstance(item, str):
+                raise ValueError(item)
+            out.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise ReceiverConfigError(f"{where}: 'plain_sources'[{i}] is not an address "
+                                      "or network") from None
+    return tuple(out)
+
+
+def _address_in(client: str | None, networks: Iterable[IPNetwork]) -> bool:
+    """The TCP peer's address, an IPv4-mapped IPv6 one read as IPv4."""
+    try:
+        address = ipaddress.ip_address((client or "").strip())
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 def _secret(entry: Mapping[str, Any], name: str, where: str) -> str:
@@ -271,6 +374,12 @@ def _check_unique(connections: Iterable[Connection]) -> None:
             what = "receiver and password"
         elif isinstance(conn, EmayImsReceiver):
             creds, what = ("emay_ims", conn.app_id), "app_id"
+            if conn.plain_token is not None:
+                other = seen_creds.setdefault(("emay_plain", conn.plain_token), conn.conn_id)
+                if other != conn.conn_id:
+                    raise ReceiverConfigError(
+                        f"{conn.conn_id!r} has the same plain_token as {other!r}: pushes "
+                        "could not be told apart")
         else:
             creds, what = ("eims", conn.token), "token"
         other = seen_creds.setdefault(creds, conn.conn_id)

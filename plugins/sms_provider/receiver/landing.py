@@ -42,6 +42,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -150,6 +151,13 @@ def parse_record(record: LandingRecord, config: ReceiverConfig
     The receiver calls this before landing and compaction after, so what is
     acknowledged is exactly what compacts.
     """
+    items = _parse(record, config)
+    check_ids(items, record.vendor, record.form)
+    return items
+
+
+def _parse(record: LandingRecord, config: ReceiverConfig
+           ) -> list[DeliveryReport] | list[InboundMessage]:
     form = record.form
     if form == EMAY_ENCRYPTED:
         return emay_ims.parse_push_encrypted(record.body, record.headers.get("appId"),
@@ -162,6 +170,24 @@ def parse_record(record: LandingRecord, config: ReceiverConfig
     if form == CHUANGLAN_REPORT:
         return [chuanglan.parse_push_report(params)]
     return [chuanglan.parse_push_mo(params)]
+
+
+#: what no vendor's id or number holds and a path-escape needs: separators, control
+#: characters (NUL among them), percent-encodings
+_UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f-\x9f]|%[0-9A-Fa-f]{2}|^\.\.?$")
+_ID_FIELDS = ("message_id", "custom_id", "reference", "mobile", "destination")
+
+
+def check_ids(items: Sequence[DeliveryReport | InboundMessage], vendor: str,
+              form: str) -> None:
+    """Refuse ids that look like paths: nothing downstream should have to be careful."""
+    for index, item in enumerate(items):
+        for name in _ID_FIELDS:
+            value = getattr(item, name, None)
+            if isinstance(value, str) and _UNSAFE_ID.search(value):
+                raise ProtocolError(f"item {index}: field '{name}' holds a path separator, "
+                                    "a control character or a percent-encoding",
+                                    vendor=vendor, endpoint=form)
 
 
 def form_field(body: bytes, name: str) -> str:
@@ -217,20 +243,57 @@ class Lander:
             out.write(data)
         return path
 
-    def _write_local(self, folder: Path, name: str, data: bytes) -> Path:
+    def probe(self) -> None:
+        """Write, sync and remove a small file in the landing folder; OSError if we cannot.
+
+        The probe's name is a hidden temporary one, so a probe left behind by a crash
+        is removed by compaction like any unacknowledged write.
+        """
+        name = f"probe-{uuid.uuid4().hex}"
+        if not self.root.is_local:
+            path = self.root.path(LANDING, f".{name}{_TMP_SUFFIX}")
+            self.root.fs.create_dir(self.root.path(LANDING), recursive=True)
+            with self.root.fs.open_output_stream(path) as out:
+                out.write(b"probe\n")
+            self.root.fs.delete_file(path)
+            return
+        folder = self.root.local_path(LANDING)
+        folder.mkdir(parents=True, exist_ok=True)
+        os.unlink(self._write_local(folder, name, b"probe\n", rename=False))
+
+    def _write_local(self, folder: Path, name: str, data: bytes, *,
+                     rename: bool = True) -> Path:
+        """Temp file, fsync, rename, fsync the folder; a failure leaves no file behind.
+
+        A write refused (disk full, quota, I/O error) answers 503, the vendor
+        retries: nothing of the refused attempt may stay, neither the temporary
+        file nor a renamed one whose folder could not be synced.
+        """
         tmp, target = folder / f".{name}{_TMP_SUFFIX}", folder / name
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if self.durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, target)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if not rename:
+                return tmp
+            os.rename(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         if self.durable:
-            _fsync_dir(folder)
+            try:
+                _fsync_dir(folder)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+                raise
         return target
 
     def _ensure_dir(self, folder: Path) -> None:
