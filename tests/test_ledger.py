@@ -20,7 +20,13 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from sms_provider.data.ledger import INTENT, ChunkRecord, SenderIdentity, SendLedger
+from sms_provider.data.ledger import (
+    INTENT,
+    ChunkRecord,
+    LedgerLockedError,
+    SenderIdentity,
+    SendLedger,
+)
 from sms_provider.data.send import ShardResult, ShardSender, plan_chunks
 from tests.simulator_harness import SimulatorProcess
 from tests.test_send import eums, shard_table
@@ -235,3 +241,57 @@ def test_a_ledger_written_before_owners_were_recorded_still_works(sim, tmp_path)
     assert result.counts == {"ambiguous": 10, "submitted": 10}
     assert len(sim.messages("eums")) == 10
     ledger.close()
+
+
+def test_a_locked_sqlite_ledger_fails_fast_with_a_clear_retryable_error(
+        sim: SimulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another connection really holds the write lock; the send says what and what to do."""
+    from sms_provider.data.storage import DataRoot
+    from sms_provider.runtime import open_ledger
+
+    monkeypatch.setenv("SMS_LEDGER_LOCK_TIMEOUT", "0.5")
+    monkeypatch.delenv("SMS_LEDGER_URL", raising=False)
+    ledger = open_ledger(DataRoot(str(tmp_path / "data")))
+    path = tmp_path / "data" / "ledger.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a write lock, held until the test lets go
+    try:
+        with pytest.raises(LedgerLockedError) as caught:
+            ShardSender(eums(sim), ledger, "camp-1", 0, concurrency=4).run(shard_table(50))
+    finally:
+        holder.rollback()
+        holder.close()
+    message = str(caught.value)
+    assert str(path) in message and "locked for more than 0.5 s" in message
+    assert "SMS_LEDGER_LOCK_TIMEOUT" in message and "retry the task" in message
+    assert caught.value.retryable
+    assert sim.messages("eums") == []  # no intent, no request
+    result = ShardSender(eums(sim), ledger, "camp-1", 0).run(shard_table(50))  # lock gone
+    assert result.counts == {"submitted": 50} and len(sim.messages("eums")) == 50
+    ledger.close()
+
+
+def test_a_locked_postgresql_ledger_names_it_without_credentials(
+        sim: SimulatorProcess, pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    url = pg_url.replace("postgres@", "postgres:not-the-password@")  # trust auth ignores it
+    ledger = SendLedger(url, lock_timeout_s=0.5)
+    holder = sa.create_engine(pg_url)
+    try:
+        with holder.begin() as conn:
+            conn.execute(sa.text("LOCK TABLE sms_send_chunks IN EXCLUSIVE MODE"))
+            with pytest.raises(LedgerLockedError) as caught:
+                ShardSender(eums(sim), ledger, "camp-1", 0).run(shard_table(20))
+    finally:
+        holder.dispose()
+    message = str(caught.value)
+    assert pg_url.rsplit("/", 1)[1] in message and "127.0.0.1" in message
+    assert "not-the-password" not in message and "postgres@" not in message
+    assert sim.messages("eums") == []
+    ledger.close()
+
+
+def test_the_lock_timeout_setting_is_checked() -> None:
+    with pytest.raises(ValueError, match="lock timeout must be positive"):
+        SendLedger("sqlite://", lock_timeout_s=0)
