@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from sms_provider.data.ledger import (
@@ -28,7 +31,7 @@ from sms_provider.data.ledger import (
     SendLedger,
 )
 from sms_provider.data.send import ShardResult, ShardSender, plan_chunks
-from tests.simulator_harness import SimulatorProcess
+from tests.simulator_harness import ROOT, SimulatorProcess
 from tests.test_send import eums, shard_table
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
@@ -124,6 +127,59 @@ def test_a_second_sender_waits_for_the_first_and_both_keep_the_real_outcomes(
         assert pc.sum(pc.is_null(rows["message_id"])).as_py() == 0
         assert dict(zip(rows["mobile"].to_pylist(), rows["message_id"].to_pylist(),
                         strict=True)) == ids  # the vendor's own ids, kept by both
+
+
+FIRST_SENDER = """
+import sys
+sys.path[:0] = [{root!r}, {plugins!r}]
+import pyarrow.parquet as pq
+from sms_provider.data.ledger import SendLedger
+from sms_provider.data.send import ShardSender
+from sms_provider.vendors.registry import build_client
+from tests.simulator_harness import DEFAULT_CONFIG
+from tests.test_send import shard_table
+client = build_client("eums", host="http://127.0.0.1", port={port}, extras={{"max_batch": "10"}},
+                      login=DEFAULT_CONFIG["eums"]["name"],
+                      password=DEFAULT_CONFIG["eums"]["password"])
+ledger = SendLedger({url!r})
+result = ShardSender(client, ledger, "camp-1", 0, concurrency=2).run(shard_table(200))
+pq.write_table(result.table, {out!r})
+print("COUNTS", result.counts, flush=True)
+"""
+
+
+def test_a_second_sender_in_another_process_waits_for_the_live_first(
+        sim: SimulatorProcess, tmp_path: Path) -> None:
+    """Across processes of one machine: the first sender's process runs, so its chunk
+    in flight is its own, whatever its lease says."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    table = shard_table(200)
+    sim.faults({"kind": "hold", "vendor": "eums", "path": "send", "skip": 3, "count": 1})
+    script = FIRST_SENDER.format(root=str(ROOT), plugins=str(ROOT / "plugins"),
+                                 port=sim.port, url=url,
+                                 out=str(tmp_path / "first.parquet"))
+    log = tmp_path / "first.log"
+    first = subprocess.Popen([sys.executable, "-c", script], stdout=log.open("wb"),
+                             stderr=subprocess.STDOUT)
+    _wait_until(lambda: sim.fault_rules()[0]["held"] == 1 or first.poll() is not None,
+                "the 4th request to be held")
+    assert first.poll() is None, log.read_text()
+    second = SenderThread(url, sim, table, concurrency=2)
+    second.start()
+    _wait_until(lambda: second.polled.is_set() or not second.is_alive(),
+                "the second sender to meet the held chunk")
+    sim.release()
+    assert first.wait(60) == 0, log.read_text()
+    second.join(60)
+    assert second.error is None, second.error
+    assert "COUNTS {'submitted': 200}" in log.read_text()
+    assert second.result.counts == {"submitted": 200}
+    received = Counter(m["mobile"] for m in sim.messages("eums"))
+    assert len(received) == 200 and set(received.values()) == {1}
+    theirs = pq.read_table(tmp_path / "first.parquet").sort_by("row_number")
+    ours = second.result.table.sort_by("row_number")
+    assert theirs["message_id"].to_pylist() == ours["message_id"].to_pylist()
+    assert None not in ours["message_id"].to_pylist()
 
 
 def _intent(ledger: SendLedger, table, owner: SenderIdentity, index: int = 0) -> ChunkRecord:
