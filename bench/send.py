@@ -56,8 +56,10 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from sms_provider.data.ledger import (  # noqa: E402
     INTENT,
+    LEASE_S,
     PENDING,
     ChunkRecord,
+    SenderIdentity,
     SendLedger,
 )
 from sms_provider.data.schemas import PREPARED_SCHEMA  # noqa: E402
@@ -191,6 +193,8 @@ class MemoryLedger(SendLedger):
     would get its own empty database).
     """
 
+    lease_s = LEASE_S
+
     def __init__(self) -> None:  # no engine on purpose
         self.url = "memory"
         self._lock = threading.Lock()
@@ -202,8 +206,11 @@ class MemoryLedger(SendLedger):
     def close(self) -> None:
         self._rows.clear()
 
+    def renew_lease(self, campaign_id: str, shard: int, owner: SenderIdentity) -> int:
+        return 0  # one process, no other sender to keep out
+
     def claim(self, campaign_id: str, shard: int, chunk: int, fingerprint: str,
-              recipients: int) -> ChunkRecord:
+              recipients: int, *, owner: SenderIdentity | None = None) -> ChunkRecord:
         key = (campaign_id, shard, chunk)
         with self._lock:
             row = self._rows.get(key)
@@ -214,7 +221,8 @@ class MemoryLedger(SendLedger):
             return row
 
     def begin_send(self, campaign_id: str, shard: int, chunk: int, fingerprint: str,
-                   recipients: int) -> tuple[bool, ChunkRecord]:
+                   recipients: int, *, owner: SenderIdentity | None = None
+                   ) -> tuple[bool, ChunkRecord]:
         key = (campaign_id, shard, chunk)
         with self._lock:
             row = self._rows.get(key) or ChunkRecord(campaign_id, shard, chunk, fingerprint,

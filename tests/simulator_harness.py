@@ -114,6 +114,17 @@ class SimulatorProcess:
         self.http.post(self.base_url + "/_sim/faults", json={"rules": list(rules)},
                        timeout=10).raise_for_status()
 
+    def fault_rules(self) -> list[dict[str, Any]]:
+        resp = self.http.get(self.base_url + "/_sim/faults", timeout=10)
+        resp.raise_for_status()
+        return resp.json()["rules"]
+
+    def release(self) -> int:
+        """Let requests held by ``hold`` rules go on; how many were waiting."""
+        resp = self.http.post(self.base_url + "/_sim/release", timeout=10)
+        resp.raise_for_status()
+        return resp.json()["released"]
+
     def clear_faults(self) -> None:
         self.http.delete(self.base_url + "/_sim/faults", timeout=10).raise_for_status()
 

@@ -6,6 +6,9 @@ read back from ``/_sim/messages``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import pyarrow as pa
@@ -17,6 +20,7 @@ from sms_provider.data.ledger import (
     PENDING,
     SENT,
     LedgerMismatchError,
+    SenderIdentity,
     SendLedger,
     chunks_table,
 )
@@ -32,7 +36,7 @@ from sms_provider.data.send import (
 )
 from sms_provider.models import AcceptedBatch, Submission
 from sms_provider.vendors.registry import build_client
-from tests.simulator_harness import DEFAULT_CONFIG, SimulatorProcess
+from tests.simulator_harness import DEFAULT_CONFIG, ROOT, SimulatorProcess
 
 
 def shard_table(n: int, *, content: str = "【Shop】hello", start: int = 1,
@@ -132,10 +136,14 @@ def test_a_chunk_left_in_intent_by_a_dead_process_becomes_ambiguous(sim, ledger)
     client = eums(sim)
     chunk = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=10,
                         personalised=False, custom_id_scope="request")[0]
-    go, _ = ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10)
-    assert go  # ... and the process died here
+    # another process commits the intent and dies before its request would leave
+    subprocess.run([sys.executable, "-c", (
+        "import os, sys; from sms_provider.data.ledger import SendLedger; "
+        f"ok, _ = SendLedger({ledger.url!r}).begin_send('camp-1', 0, 0, "
+        f"{chunk.fingerprint!r}, 10); os._exit(0 if ok else 1)")],
+        check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
     assert ledger.chunks("camp-1")[0].state == INTENT
-    result = sender(client, ledger).run(table)
+    result = sender(client, ledger).run(table)  # at once: its process is gone
     assert result.counts == {"ambiguous": 10}
     assert sim.messages("eums") == []
     assert "may have gone out" in ledger.chunks("camp-1")[0].last_error
@@ -171,14 +179,17 @@ def test_two_workers_never_send_one_chunk_twice(sim, ledger) -> None:
     table = shard_table(10)
     chunk = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=10,
                         personalised=False, custom_id_scope="request")[0]
-    assert ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10)[0]
-    go, record = ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10)
-    assert not go and record.state == AMBIGUOUS  # the first holder may be mid-request
+    first, second = SenderIdentity.current(), SenderIdentity.current()
+    assert ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10, owner=first)[0]
+    go, record = ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10, owner=second)
+    assert not go and record.state == INTENT  # the first holder may be mid-request: its own
+    assert record.owner_identity == first
     retry = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=5,
                         personalised=False, custom_id_scope="request")[0]
-    assert ledger.begin_send("camp-1", 0, 1, retry.fingerprint, 5)[0]
-    ledger.finish(ledger.chunks("camp-1")[1], PENDING, error="HTTP 503")
-    assert ledger.begin_send("camp-1", 0, 1, retry.fingerprint, 5)[0]  # pending: sendable
+    go, record = ledger.begin_send("camp-1", 0, 1, retry.fingerprint, 5, owner=first)
+    assert go
+    ledger.finish(record, PENDING, error="HTTP 503")
+    assert ledger.begin_send("camp-1", 0, 1, retry.fingerprint, 5, owner=second)[0]  # pending
 
 
 def test_identical_content_is_grouped_and_chunked_by_the_batch_limit() -> None:

@@ -5,7 +5,9 @@ object-storage URI, resolved through Airflow's ``ObjectStoragePath`` so its
 connection supplies the credentials (``s3://aws_conn@bucket/sms``).
 ``SMS_LEDGER_URL`` is any SQLAlchemy URL; by default an SQLite file under a
 local data root. An object-store root has no place for SQLite, so there the
-URL must be set.
+URL must be set. ``SMS_LEDGER_LOCK_TIMEOUT`` (seconds, default 30) is how long a
+ledger statement waits for another connection's lock before the task fails
+with a retryable error saying so.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from sms_provider.data.ledger import SendLedger, default_url
+from sms_provider.data.ledger import LOCK_TIMEOUT_S, SendLedger, default_url
 from sms_provider.data.storage import DataRoot
 
 CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "data"
@@ -46,8 +48,22 @@ def ledger_url(root: DataRoot) -> str:
     return default_url(root.base)
 
 
+def ledger_lock_timeout() -> float:
+    text = os.environ.get("SMS_LEDGER_LOCK_TIMEOUT", "").strip()
+    if not text:
+        return LOCK_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ValueError(f"SMS_LEDGER_LOCK_TIMEOUT must be a number of seconds above 0, "
+                         f"not {text!r}")
+    return seconds
+
+
 def open_ledger(root: DataRoot) -> SendLedger:
-    return SendLedger(ledger_url(root))
+    return SendLedger(ledger_url(root), lock_timeout_s=ledger_lock_timeout())
 
 
 @contextmanager

@@ -29,11 +29,14 @@ import pyarrow.compute as pc
 from sms_provider.data.ledger import (
     AMBIGUOUS,
     FINAL_STATES,
+    INTENT,
     PENDING,
     REJECTED,
     SENT,
     ChunkRecord,
+    LedgerLockedError,
     SendLedger,
+    SenderIdentity,
 )
 from sms_provider.data.schemas import SUBMISSION_SCHEMA
 from sms_provider.errors import (
@@ -358,13 +361,22 @@ def _fewer_collections() -> Iterator[None]:
 
 
 class ShardSender:
-    """Sends the chunks of one shard through the ledger with bounded concurrency."""
+    """Sends the chunks of one shard through the ledger with bounded concurrency.
+
+    ``owner`` is who this run is in the ledger (a new sender of this process by
+    default; a task passes its task instance and try). A chunk found in flight
+    under another sender that may still be sending it is waited for, up to
+    ``wait_s`` seconds, and its outcome used; past that the chunk stays unsent
+    in this run's result, with an error naming the other sender.
+    """
 
     def __init__(self, client: VendorClient, ledger: SendLedger, campaign_id: str, shard: int,
                  *, conn_id: str = "", template_id: str | None = None,
                  concurrency: int = 4,
                  max_attempts: int = 3, backoff_s: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 owner: SenderIdentity | None = None, wait_s: float = 60.0,
+                 poll_s: float = 0.1) -> None:
         self.client = client
         self.ledger = ledger
         self.campaign_id = campaign_id
@@ -375,8 +387,13 @@ class ShardSender:
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
         self.sleep = sleep
+        self.owner = owner or SenderIdentity.current()
+        self.wait_s = wait_s
+        self.poll_s = poll_s
         self._abort = threading.Event()
         self._abort_reason: str | None = None
+        self._ledger_error: LedgerLockedError | None = None
+        self._held_elsewhere: dict[int, str] = {}
 
     def plan(self, table: pa.Table) -> Iterator[Chunk]:
         return iter_chunks(table, campaign_id=self.campaign_id, shard=self.shard,
@@ -387,7 +404,7 @@ class ShardSender:
     def run(self, table: pa.Table) -> ShardResult:
         chunks: list[Chunk] = []
         futures = []
-        with _fewer_collections():
+        with _fewer_collections(), self._lease():
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send") as pool:
                 for chunk in self.plan(table):  # the first requests leave while planning
                     chunks.append(chunk)
@@ -398,20 +415,60 @@ class ShardSender:
                 for start in range(0, len(futures), RESULT_BLOCK_CHUNKS):
                     block = slice(start, start + RESULT_BLOCK_CHUNKS)
                     done = [f.result() for f in futures[block]]
+                    if self._ledger_error is not None:
+                        break
                     parts.append(build_result(
                         self.campaign_id, self.shard, chunks[block],
                         [record for record, _ in done], conn_id=self.conn_id,
                         vendor=self.client.vendor, settled=[columns for _, columns in done]))
+            if self._ledger_error is not None:
+                raise self._ledger_error
             result = _joined(parts) if parts else build_result(
                 self.campaign_id, self.shard, [], [], conn_id=self.conn_id,
                 vendor=self.client.vendor)
+        if self._held_elsewhere:
+            result.errors[:0] = [self._held_elsewhere[index]
+                                 for index in sorted(self._held_elsewhere)]
         if self._abort_reason:
             result.errors.insert(0, self._abort_reason)
         return result
 
+    @contextlib.contextmanager
+    def _lease(self) -> Iterator[None]:
+        """Renew this sender's lease on its chunks in flight while the shard is sent:
+        one statement every third of the lease, whatever the number of requests."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.ledger.lease_s / 3):
+                try:
+                    self.ledger.renew_lease(self.campaign_id, self.shard, self.owner)
+                except Exception as exc:  # the next renewal may succeed
+                    log.warning("shard %d: could not renew the ledger lease: %s",
+                                self.shard, exc)
+
+        beat = threading.Thread(target=renew, name="sms-send-lease", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+
     def _send_and_arrange(self, chunk: Chunk) -> tuple[ChunkRecord, SettledColumns | None]:
-        record = self._send_chunk(chunk)
+        try:
+            record = self._send_chunk(chunk)
+        except LedgerLockedError as exc:
+            # every other chunk would meet the same lock: stop, and fail the run with it
+            if self._ledger_error is None:
+                self._ledger_error = exc
+            self._abort.set()
+            return self._unsent(chunk), None
         return record, settled_columns(chunk, record)
+
+    def _unsent(self, chunk: Chunk) -> ChunkRecord:
+        return ChunkRecord(self.campaign_id, self.shard, chunk.index, chunk.fingerprint,
+                           len(chunk), PENDING, 0, None, None, time.time())
 
     def _send_chunk(self, chunk: Chunk) -> ChunkRecord:
         record: ChunkRecord | None = None
@@ -419,16 +476,45 @@ class ShardSender:
             if self._abort.is_set():
                 break
             go, record = self.ledger.begin_send(self.campaign_id, self.shard, chunk.index,
-                                                chunk.fingerprint, len(chunk))
-            if not go:  # settled already, ambiguous, or another worker holds it
+                                                chunk.fingerprint, len(chunk),
+                                                owner=self.owner)
+            if not go and record.state == INTENT:  # another sender has it on the wire
+                go, record = self._await_other_sender(chunk, record)
+            if not go:  # settled already, or ambiguous, or still the other sender's
                 return record
             record, wait = self._attempt(chunk, record, attempt)
             if record.state != PENDING:
                 return record
             if attempt + 1 < self.max_attempts and wait:
                 self.sleep(wait)
+        if self._ledger_error is not None:
+            return self._unsent(chunk)
         return record or self.ledger.claim(self.campaign_id, self.shard, chunk.index,
-                                           chunk.fingerprint, len(chunk))
+                                           chunk.fingerprint, len(chunk), owner=self.owner)
+
+    def _await_other_sender(self, chunk: Chunk, record: ChunkRecord
+                            ) -> tuple[bool, ChunkRecord]:
+        """Wait, bounded, for the sender that holds the chunk in flight.
+
+        Each look goes through ``begin_send``, which acts on what it finds in one
+        step: the other sender's outcome (used as ours), the chunk back to
+        ``pending`` (sent by us now), or the other sender gone (ambiguous).
+        """
+        deadline = time.monotonic() + self.wait_s
+        while time.monotonic() < deadline and not self._abort.is_set():
+            self.sleep(self.poll_s)
+            go, record = self.ledger.begin_send(self.campaign_id, self.shard, chunk.index,
+                                                chunk.fingerprint, len(chunk),
+                                                owner=self.owner)
+            if go or record.state != INTENT:
+                return go, record
+        holder = record.owner_identity
+        self._held_elsewhere[chunk.index] = (
+            f"chunk {chunk.index} is being sent by another sender of campaign "
+            f"{self.campaign_id!r}: {holder.describe() if holder else 'unknown'}, whose lease "
+            f"is live; waited {self.wait_s:g} s for its outcome. Nothing was sent twice: retry "
+            "once that run has finished the chunk (its outcome is then used as is)")
+        return False, record
 
     def _attempt(self, chunk: Chunk, record: ChunkRecord, attempt: int
                  ) -> tuple[ChunkRecord, float]:

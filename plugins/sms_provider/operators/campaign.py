@@ -219,7 +219,11 @@ class SendShardOperator(BaseOperator):
         self.max_attempts = max_attempts
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from sms_provider.data.ledger import LedgerMismatchError
+        from sms_provider.data.ledger import (
+            LedgerLockedError,
+            LedgerMismatchError,
+            SenderIdentity,
+        )
         from sms_provider.data.prepare import read_shard
         from sms_provider.data.send import ShardSender
         from sms_provider.runtime import data_root, open_ledger
@@ -239,16 +243,26 @@ class SendShardOperator(BaseOperator):
                 self.log.info("dry run: %d recipients in shard %d would be sent, nothing sent",
                               result_table.num_rows, shard)
                 return {"shard": shard, "dry_run": result_table.num_rows}
-            ledger = open_ledger(root)
+            ti = context["ti"]
+            # who sends, as the ledger records it: a later try of this very task instance
+            # knows an intent of an earlier try for abandoned, another run's for not
+            owner = SenderIdentity.current(
+                task=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}",
+                attempt=ti.try_number)
             try:
-                result = ShardSender(client, ledger, self.campaign_id, shard,
-                                     conn_id=self.sms_conn_id, template_id=template_id,
-                                     concurrency=concurrency,
-                                     max_attempts=self.max_attempts).run(table)
+                ledger = open_ledger(root)
+                try:
+                    result = ShardSender(client, ledger, self.campaign_id, shard,
+                                         conn_id=self.sms_conn_id, template_id=template_id,
+                                         concurrency=concurrency,
+                                         max_attempts=self.max_attempts,
+                                         owner=owner).run(table)
+                finally:
+                    ledger.close()
             except LedgerMismatchError as exc:
                 raise AirflowFailException(str(exc)) from None  # a retry cannot fix it
-            finally:
-                ledger.close()
+            except LedgerLockedError as exc:
+                raise AirflowException(f"shard {shard}: {exc}") from None  # retryable
         root.write_table(result.table, *target)
         self.log.info("shard %d: %s; submissions at %s", shard, result.counts,
                       root.path(*target))

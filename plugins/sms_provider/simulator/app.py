@@ -8,6 +8,7 @@ Admin endpoints (all under ``/_sim/``, which no vendor uses):
 * ``GET  /_sim/strays[?vendor=V]``         reports seeded for ids never issued
 * ``GET  /_sim/balance?vendor=V``          remaining charge items
 * ``GET|POST|DELETE /_sim/faults``         list / set rules (``{"rules": [...]}``) / clear
+* ``POST /_sim/release``                   let requests held by ``hold`` rules go on
 * ``POST /_sim/mo``                        inject a reply ``{"vendor", "mobile", "content", ...}``
 * ``POST /_sim/reset``                     forget everything (optionally a new config as body)
 """
@@ -94,6 +95,9 @@ class Simulator:
         if kind == "latency":
             time.sleep(rule.latency_s)
             return handler(req)
+        if kind == "hold":
+            rule.hold()
+            return handler(req)
         if kind == "drop":
             raise DropConnection
         if kind == "rate_limit":
@@ -143,6 +147,8 @@ class Simulator:
                     return SimResponse.json({"error": str(exc)}, 400)
                 (self.faults.set if body.get("replace", True) else self.faults.add)(rules)
             return SimResponse.json({"rules": self.faults.rules()})
+        if action == "release" and req.method == "POST":
+            return SimResponse.json({"released": self.faults.release()})
         if action == "mo" and req.method == "POST":
             body = req.json()
             vendor = body.get("vendor", "")

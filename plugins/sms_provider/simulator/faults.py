@@ -12,6 +12,10 @@ pass (so a test can hold exactly the 46th send). Kinds:
 * ``accept_drop``   process (the vendor accepts), then close without answering
 * ``garble``        process, then answer 200 with a nonsense body
 * ``rate_limit``    the vendor's own "too fast" answer, without processing
+* ``hold``          keep the request, unprocessed, until ``POST /_sim/release`` (or
+                    for at most ``latency_s`` seconds, :data:`MAX_HOLD_S` when unset),
+                    then answer normally: a test decides exactly when a request that
+                    is on the wire gets its answer
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = {"latency", "status", "drop", "accept_drop", "garble", "rate_limit"}
+KINDS = {"latency", "status", "drop", "accept_drop", "garble", "rate_limit", "hold"}
+#: how long a ``hold`` keeps a request when its rule sets no ``latency_s``: a test that
+#: never releases it must not leave the simulator's threads waiting for ever
+MAX_HOLD_S = 120.0
 
 
 @dataclass
@@ -38,12 +45,26 @@ class FaultRule:
     skip: int = 0
     fired: int = 0
     seen: int = 0
+    held: int = 0
     _rng: random.Random = field(init=False, repr=False)
+    _released: threading.Event = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(KINDS)}")
         self._rng = random.Random(self.seed)
+        self._released = threading.Event()
+
+    def hold(self) -> None:
+        """Keep the calling request until the rule is released or its time is up."""
+        self.held += 1
+        try:
+            self._released.wait(self.latency_s or MAX_HOLD_S)
+        finally:
+            self.held -= 1
+
+    def release(self) -> None:
+        self._released.set()
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> FaultRule:
@@ -58,7 +79,8 @@ class FaultRule:
         return {"kind": self.kind, "vendor": self.vendor, "path": self.path,
                 "probability": self.probability, "count": self.count,
                 "latency_s": self.latency_s, "status": self.status, "after": self.after,
-                "seed": self.seed, "skip": self.skip, "fired": self.fired}
+                "seed": self.seed, "skip": self.skip, "fired": self.fired,
+                "held": self.held}
 
 
 class FaultBook:
@@ -70,7 +92,10 @@ class FaultBook:
 
     def set(self, rules: list[FaultRule]) -> None:
         with self._lock:
-            self._rules = list(rules)
+            old, self._rules = self._rules, list(rules)
+        for rule in old:  # a request held by a rule that is gone goes on at once
+            if not any(rule is kept for kept in rules):
+                rule.release()
 
     def add(self, rules: list[FaultRule]) -> None:
         with self._lock:
@@ -78,6 +103,14 @@ class FaultBook:
 
     def clear(self) -> None:
         self.set([])
+
+    def release(self) -> int:
+        """Let every held request (and any later one of a ``hold`` rule) through."""
+        with self._lock:
+            holds = [rule for rule in self._rules if rule.kind == "hold"]
+        for rule in holds:
+            rule.release()
+        return sum(rule.held for rule in holds)
 
     def rules(self) -> list[dict[str, Any]]:
         with self._lock:
