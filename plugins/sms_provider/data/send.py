@@ -35,8 +35,8 @@ from sms_provider.data.ledger import (
     SENT,
     ChunkRecord,
     LedgerLockedError,
-    SendLedger,
     SenderIdentity,
+    SendLedger,
 )
 from sms_provider.data.schemas import SUBMISSION_SCHEMA
 from sms_provider.errors import (
