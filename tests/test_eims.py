@@ -167,6 +167,8 @@ def test_send_records_what_was_asked(sim: SimulatorProcess, method: str) -> None
     assert all(s.status is SubmissionStatus.SUBMITTED and s.charge_items == 1 for s in subs)
     ids = [int(s.message_id) for s in subs]
     assert ids == sorted(ids) and len(set(ids)) == 3
+    # 19 digits: past what a double holds exactly, inside a signed 64-bit integer
+    assert all(len(s.message_id) == 19 and 2**53 < int(s.message_id) < 2**63 for s in subs)
     recorded = sim.messages("eims")
     assert [(m["mobile"], m["content"], m["message_id"], m["charge_items"])
             for m in recorded] == [(s.mobile, content, s.message_id, 1) for s in subs]
@@ -739,6 +741,19 @@ def test_send_answer_with_string_numbers_and_leading_zeros() -> None:
         ("10010", "8", SubmissionStatus.SUBMITTED),
         ("85291234567", "7", SubmissionStatus.SUBMITTED),
         ("10086", None, SubmissionStatus.REJECTED)]
+
+
+def test_ids_stay_the_text_the_platform_wrote() -> None:
+    """A wide integer id keeps every digit; a digit-string id keeps its leading zeros."""
+    body = (b'{"status":0,"success":2,"fail":0,'
+            b'"array":[[10010,2601011200001234567],[10086,"0000000042"]]}')
+    subs = parse_send_answer(body, ["10010", "10086"], "hi")
+    assert [s.message_id for s in subs] == ["2601011200001234567", "0000000042"]
+    [report] = parse_report_answer(
+        b'{"status":0,"array":[["0000000042","10086",20171001123015,0]]}')
+    assert report.message_id == "0000000042"
+    with pytest.raises(ProtocolError, match="expected an integer id"):
+        parse_send_answer(b'{"status":0,"array":[[10010,2.6e18]]}', ["10010"], "hi")
 
 
 def test_nonsense_other_answers_are_protocol_errors() -> None:

@@ -255,6 +255,26 @@ def test_rejected_template_cannot_send(wire_client: EmayFmsClient,
     assert sim.balance(VENDOR) == 1_000_000
 
 
+def test_template_ids_are_20_digit_text_matched_exactly(wire_client: EmayFmsClient,
+                                                          sim: SimulatorProcess) -> None:
+    """The platform issues 20-digit ids, more than a float or an int64 holds, and knows
+    only the exact string: the id rounded through a float, or the same number written
+    wider or narrower, is ERROR_TEMPLATE_ID_ERROR, and nothing is sent or charged."""
+    ids = [wire_client.register_template(TEXT).template_id for _ in range(3)]
+    assert all(len(t) == 20 and t.isdigit() for t in ids) and len(set(ids)) == 3
+    assert all(int(t) >= 2**63 for t in ids)
+    template_id = next(t for t in ids if str(int(float(t))) != t)  # all but 1 in 2048
+    for wrong in (str(int(float(template_id))), "0" + template_id, template_id[:-1],
+                  f"{float(template_id)}"):
+        with pytest.raises(PermanentError) as exc:
+            wire_client.send([msg("13800138000")], template_id=wrong)
+        assert exc.value.code == "ERROR_TEMPLATE_ID_ERROR", wrong
+    assert sim.messages(VENDOR) == [] and sim.balance(VENDOR) == 1_000_000
+    [sub] = wire_client.send([msg("13800138000")], template_id=template_id)
+    assert [m["template_id"] for m in sim.messages(VENDOR)] == [template_id]
+    assert sub.message_id and len(sub.message_id) == 20
+
+
 def test_unknown_template(wire_client: EmayFmsClient, sim: SimulatorProcess) -> None:
     status = wire_client.query_template("424242")
     assert status.template_id == "424242"
@@ -262,7 +282,7 @@ def test_unknown_template(wire_client: EmayFmsClient, sim: SimulatorProcess) -> 
     assert not status.usable
     with pytest.raises(PermanentError) as exc:
         wire_client.send([msg("13800138000")], template_id="424242")
-    assert exc.value.code == "ERROR_TEMPLATE_NOT_EXIST"
+    assert exc.value.code == "ERROR_TEMPLATE_ID_ERROR"
     assert sim.messages(VENDOR) == []
 
 
@@ -476,7 +496,16 @@ def _entry(mobile: str = "13800138000", **extra: Any) -> dict[str, Any]:
                                  "content": '{"name": {"x": 1}, "code": "1"}'},
      "ERROR_TEMPLATE_VARIABLE"),
     ("sendSingleFMS", lambda t: {"templateId": "777777", **_entry()},
-     "ERROR_TEMPLATE_NOT_EXIST"),
+     "ERROR_TEMPLATE_ID_ERROR"),
+    ("sendSingleFMS", lambda t: {"templateId": int(t), **_entry()},
+     "ERROR_TEMPLATE_ID_ERROR"),                          # the digits, but not as a string
+    ("sendSingleFMS", lambda t: {"templateId": float(t), **_entry()},
+     "ERROR_TEMPLATE_ID_ERROR"),
+    ("sendSingleFMS", lambda t: {"templateId": "0" + t, **_entry()},
+     "ERROR_TEMPLATE_ID_ERROR"),                          # the same number, wider
+    ("sendSingleFMS", lambda t: {"templateId": t[1:], **_entry()},
+     "ERROR_TEMPLATE_ID_ERROR"),
+    ("querytemplate", lambda t: {"templateId": int(t)}, "ERROR_TEMPLATE_ID_ERROR"),
     ("sendSingleFMS", lambda t: _entry(), "ERROR_PARAMS"),
     ("sendSingleFMS", lambda t: {"templateId": {"id": t}, **_entry()}, "ERROR_PARAMS"),
     ("sendSingleFMS", lambda t: {"templateId": t, **_entry(mobile=["13800138000"])},
@@ -727,6 +756,7 @@ EXPECTED_CLASSES = {
     "ERROR_BALANCE": InsufficientBalanceError,
     "ERROR_OVER_SPEED": RateLimitedError,
     "ERROR_TEMPLATE_NOT_EXIST": PermanentError,
+    "ERROR_TEMPLATE_ID_ERROR": PermanentError,
     "ERROR_TEMPLATE_NOT_PASS": PermanentError,
     "ERROR_TEMPLATE_CONTENT": PermanentError,
     "ERROR_TEMPLATE_VARIABLE": PermanentError,

@@ -299,6 +299,11 @@ def test_sending_leaves_the_collector_as_it_found_it(sim, ledger) -> None:
     (["99", "100"], None),                                        # widths differ
     (["a1", "a2"], None),
     (["9223372036854775807", "9223372036854775808"], None),      # beyond int64
+    (["20180392833833891100", "20180392833833891101"], None),    # Emay's 20 digits
+    (["00180392833833891100", "00180392833833891101"],           # 20 digits, leading zeros
+     "00180392833833891100"),
+    (["2601011200001234567", "2601011200001234568"],              # EIMS-wide, in int64
+     "2601011200001234567"),
     (["12", None], None),
     (["19", "2", "201", "22"], None),                            # lengths make up the span
     (["11", "1a"], None),

@@ -113,7 +113,7 @@ def _parse_schedule(path: Path, value: Any) -> tuple[str | None, datetime | None
             raise _fail(path, f"field 'schedule': {text!r} needs a UTC offset, "
                               "e.g. 2026-12-01T09:00:00+08:00")
         return None, start
-    from croniter import croniter  # part of Airflow's dependencies; cheap to import
+    from croniter import croniter  # declared in pyproject.toml; cheap to import
 
     if not croniter.is_valid(text):
         raise _fail(path, f"field 'schedule': {text!r} is neither a cron expression nor an "

@@ -2,7 +2,9 @@
 campaign file (scheduled). The DAG files in ``dags/`` only call these builders.
 
 prepare -> check_balance -> fms_template -> send_window -> send (mapped over shards)
--> summary. ``render_template_as_native_obj`` keeps params typed (``dry_run`` a bool).
+-> summary. Templates render as text, not native objects, so every id, content, path
+and column name reaches its task as the exact string given; the operators convert the
+few typed fields (``dry_run``, counts) themselves (``sms_provider.operators.values``).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def build_campaign_dag(dag_id: str, *, schedule: Any = None,
                        tags: list[str] | None = None) -> DAG:
     with DAG(dag_id, schedule=schedule, start_date=start_date or datetime(2026, 1, 1),
              catchup=False, params=campaign_params(defaults), default_args=DEFAULT_ARGS,
-             render_template_as_native_obj=True, max_active_runs=1,
+             max_active_runs=1,
              description=description or "Send an SMS campaign exactly once",
              tags=tags or ["sms"], doc_md=__doc__) as dag:
         conn = "{{ params.conn_id }}"
@@ -80,7 +82,7 @@ def build_campaign_dag(dag_id: str, *, schedule: Any = None,
                             "['estimated_items'] }}")
         template = FmsTemplateOperator(
             task_id="fms_template", sms_conn_id=conn, content="{{ params.content }}",
-            template_id="{{ params.template_id }}",
+            template_id="{{ params.template_id or '' }}",  # null renders as "", not "None"
             poll_interval=float(os.environ.get("SMS_FMS_POLL_INTERVAL", "30")))
         window = SendWindowOperator(task_id="send_window", quiet_hours=quiet_hours)
         send = SendShardOperator.partial(

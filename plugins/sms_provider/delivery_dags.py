@@ -54,15 +54,18 @@ def build_reports_dag(dag_id: str = "sms_reports") -> DAG:
 
 
 def build_reconcile_dag(dag_id: str = "sms_reconcile") -> DAG:
+    """Templates render as text (see ``sms_provider.operators.values``): a campaign id
+    reaches the task as given, and the operator converts the hours itself."""
+    hours = float(os.environ.get("SMS_FINAL_WINDOW_HOURS", "72"))
     with DAG(dag_id, schedule=[DELIVERY_DATA], start_date=datetime(2026, 1, 1),
-             catchup=False, max_active_runs=1, render_template_as_native_obj=True,
+             catchup=False, max_active_runs=1,
              params={"campaign_id": Param(None, type=["null", "string"],
                                           title="Campaign id (empty: every campaign)"),
-                     "final_window_hours": Param(72, type="number",
+                     "final_window_hours": Param(hours, type="number", exclusiveMinimum=0,
                                                  title="Hours before a silent message is "
                                                  "UNKNOWN")},
              tags=["sms"], description="Reconcile campaigns against delivery data") as dag:
-        ReconcileOperator(task_id="reconcile", campaign_id="{{ params.campaign_id }}",
-                          final_window_hours=float(os.environ.get("SMS_FINAL_WINDOW_HOURS",
-                                                                  "72")))
+        ReconcileOperator(task_id="reconcile",
+                          campaign_id="{{ params.campaign_id or '' }}",  # null: every one
+                          final_window_hours="{{ params.final_window_hours }}")
     return dag

@@ -95,6 +95,17 @@ class CollectResult:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """The figures alone, flat (``statuses.DELIVERED``, ``skipped.rate_limited``):
+        what the collect task hands on through XCom."""
+        out = {"calls": self.calls, "pages": self.pages, "rows": self.rows,
+               "queried": self.queried, "opt_outs": self.opt_outs,
+               "suppressed": self.suppressed, "files": len(self.paths)}
+        out.update({f"statuses.{k}": v for k, v in sorted(self.statuses.items())})
+        out.update({f"skipped.{k}": v for k, v in sorted(self.skipped.items())})
+        return out
+
     def summary(self) -> str:
         parts = [f"{self.kind} {self.conn_id} ({self.vendor}): {self.calls} calls, "
                  f"{self.pages} pages, {self.rows} rows"]

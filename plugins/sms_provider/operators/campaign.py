@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from sms_provider.campaign_config import QuietHours
 from sms_provider.hooks.sms import hook_for_connection
 from sms_provider.models import ApprovalState
+from sms_provider.operators.values import flag, optional_text, text, whole
 from sms_provider.vendors.base import Capability
 
 if TYPE_CHECKING:
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 
 
 
-def _as_bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1")
+def _texts(op: BaseOperator, *names: str) -> None:
+    """Checks that each rendered text field is still the string it was given."""
+    for name in names:
+        setattr(op, name, text(getattr(op, name), name))
 
 
 class PrepareRecipientsOperator(BaseOperator):
@@ -57,6 +60,7 @@ class PrepareRecipientsOperator(BaseOperator):
         from sms_provider.data.prepare import PrepareSettings, prepare
         from sms_provider.runtime import data_root, local_recipients
 
+        _texts(self, "campaign_id", "recipients", "sms_conn_id", "content", "mobile_column")
         with hook_for_connection(self.sms_conn_id).get_client() as client:
             vendor, limit = client.vendor, getattr(client, "max_content_chars", None)
             templates = client.supports(Capability.TEMPLATES)
@@ -95,8 +99,9 @@ class CheckBalanceOperator(BaseOperator):
         self.estimated_items = estimated_items
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        _texts(self, "sms_conn_id")
+        estimate = whole(self.estimated_items, "estimated_items")
         hook = hook_for_connection(self.sms_conn_id)
-        estimate = int(self.estimated_items or 0)
         with hook.get_client() as client:
             if not client.supports(Capability.BALANCE):
                 self.log.info("%s has no balance call: check skipped (estimate %d items)",
@@ -144,10 +149,11 @@ class FmsTemplateOperator(BaseOperator):
     def execute(self, context: Context) -> str | None:
         from sms_provider.data.content import ContentTemplate
 
+        _texts(self, "sms_conn_id", "content")
+        template_id = optional_text(self.template_id, "template_id")
         with hook_for_connection(self.sms_conn_id).get_client() as client:
             if not client.supports(Capability.TEMPLATES):
-                return self.template_id or ""
-            template_id = self.template_id or None
+                return template_id or ""
             if template_id is None:
                 text = ContentTemplate.parse(self.content).vendor_template()
                 template_id = client.register_template(text).template_id
@@ -173,7 +179,7 @@ class FmsTemplateOperator(BaseOperator):
         if ApprovalState.APPROVED.value not in approvals.values():
             raise AirflowFailException(f"template {template_id} was approved by no carrier: "
                                        f"{approvals}")
-        return template_id
+        return text(template_id, "template_id")  # send reads this XCom: it must stay text
 
 
 class SendWindowOperator(BaseOperator):
@@ -228,15 +234,17 @@ class SendShardOperator(BaseOperator):
         from sms_provider.data.send import ShardSender
         from sms_provider.runtime import data_root, open_ledger
 
+        _texts(self, "campaign_id", "sms_conn_id")
+        template_id = optional_text(self.template_id, "template_id")
+        dry_run = flag(self.dry_run, "dry_run")
         root = data_root()
-        shard = int(self.shard)
+        shard = whole(self.shard, "shard")
         table = read_shard(root, self.campaign_id, shard)
         hook = hook_for_connection(self.sms_conn_id)
         concurrency = self.concurrency or hook.pipeline_settings.get("send_concurrency", 4)
         target = root.campaign(self.campaign_id, "submissions", f"part-{shard:05d}.parquet")
-        template_id = self.template_id or None
         with hook.get_client() as client:
-            if _as_bool(self.dry_run):
+            if dry_run:
                 result_table = _dry_run(client, self.campaign_id, self.sms_conn_id, shard,
                                         table)
                 root.write_table(result_table, *target)
@@ -315,6 +323,7 @@ class CampaignSummaryOperator(BaseOperator):
 
         from sms_provider.runtime import data_root
 
+        _texts(self, "campaign_id")
         root = data_root()
         out: dict[str, Any] = {"campaign_id": self.campaign_id}
         for name in ("prepared", "rejected", "submissions"):

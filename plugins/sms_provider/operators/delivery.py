@@ -12,6 +12,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator, Context
 
 from sms_provider.hooks.sms import hook_for_connection
+from sms_provider.operators.values import optional_text, positive, text
 from sms_provider.vendors.base import Capability
 
 DELIVERY_DATA = Asset("sms_delivery_data")
@@ -37,6 +38,7 @@ class CollectDeliveryDataOperator(BaseOperator):
         )
         from sms_provider.runtime import data_root
 
+        self.sms_conn_id = text(self.sms_conn_id, "sms_conn_id")
         root = data_root()
         out: dict[str, Any] = {"conn_id": self.sms_conn_id}
         with hook_for_connection(self.sms_conn_id).get_client() as client:
@@ -68,9 +70,9 @@ def _opt_out_words() -> tuple[str, ...]:
     return words or DEFAULT_OPT_OUT_WORDS
 
 
-def _counts(result: Any) -> dict[str, Any]:
-    counts = getattr(result, "counts", None)
-    return dict(counts) if counts else {"result": str(result)}
+def _counts(result: Any) -> dict[str, int]:
+    """What a step did, as the task's XCom: counts only (no paths, no objects)."""
+    return dict(result.counts)
 
 
 class CompactPushesOperator(BaseOperator):
@@ -98,9 +100,9 @@ class CompactPushesOperator(BaseOperator):
 class ReconcileOperator(BaseOperator):
     """Reconciles one campaign (``campaign_id``) or, when empty, every campaign."""
 
-    template_fields: Sequence[str] = ("campaign_id",)
+    template_fields: Sequence[str] = ("campaign_id", "final_window_hours")
 
-    def __init__(self, *, campaign_id: str | None = None, final_window_hours: float = 72,
+    def __init__(self, *, campaign_id: str | None = None, final_window_hours: Any = 72,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.campaign_id = campaign_id
@@ -112,9 +114,10 @@ class ReconcileOperator(BaseOperator):
         from sms_provider.data.reconcile import reconcile_all
         from sms_provider.runtime import data_root
 
-        ids = [self.campaign_id] if self.campaign_id else None
-        results = reconcile_all(data_root(), ids,
-                                final_window=timedelta(hours=self.final_window_hours))
+        campaign_id = optional_text(self.campaign_id, "campaign_id")
+        hours = positive(self.final_window_hours, "final_window_hours")
+        results = reconcile_all(data_root(), [campaign_id] if campaign_id else None,
+                                final_window=timedelta(hours=hours))
         out = []
         for result in results.values():
             summary = {"campaign_id": result.campaign_id, **result.counts,

@@ -212,9 +212,14 @@ class EimsSimulator(VendorSimulator):
         good = [n for n in numbers if MOBILE.fullmatch(n)]
         if not good:
             return self._status(NUMBERS_BAD)
+        # The document's ids are JSON integers of no stated width: ``yyMMddHHmmss`` plus
+        # seven digits of the serial makes 19, past the 2**53 a double holds exactly and
+        # inside the signed 64-bit range a Java gateway's long has.
+        prefix = datetime.now(CHINA_TZ).strftime("%y%m%d%H%M%S")
         try:
-            accepted = self.state.accept(good, [content] * len(good), [None] * len(good),
-                                         lambda _seq: str(self.sim.next_serial()))
+            accepted = self.state.accept(
+                good, [content] * len(good), [None] * len(good),
+                lambda _seq: f"{prefix}{self.sim.next_serial() % 10**7:07d}")
         except InsufficientBalance:
             return self._status(NO_BALANCE)
         if self.batch_error:

@@ -63,8 +63,24 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
+def _template_id(value: Any) -> str:
+    """``templateId`` exactly as sent. The platform's ids are strings (20 digits, past
+    what a float or a signed 64-bit integer holds), so a JSON number is refused rather
+    than read back as digits: a client that turned an id into a number has already lost
+    it, and the platform, like this simulator, only knows the exact string it issued."""
+    if value is None or value == "":
+        raise Refusal("ERROR_PARAMS")
+    if isinstance(value, dict | list | bool):
+        raise Refusal("ERROR_PARAMS")
+    if not isinstance(value, str):
+        raise Refusal("ERROR_TEMPLATE_ID_ERROR")
+    return value
+
+
 class EmayFmsSimulator(VendorSimulator):
-    """Config keys: ``app_id``, ``secret_key``, ``balance_as_string`` (bare-string balance)."""
+    """Config keys: ``app_id``, ``secret_key``, ``balance_as_string`` (bare-string balance),
+    ``templates`` (``[{"id": "...", "text": "..."}]``: templates the account already had
+    approved by every carrier, under ids of any shape an older deployment issued)."""
 
     name = "emay_fms"
 
@@ -74,6 +90,10 @@ class EmayFmsSimulator(VendorSimulator):
         self.secret_key = str(config.get("secret_key", ""))
         self.balance_as_string = bool(config.get("balance_as_string", False))
         self._seed = self.state.settings["seed"]
+        for entry in config.get("templates") or ():
+            if not isinstance(entry.get("id"), str) or not isinstance(entry.get("text"), str):
+                raise ValueError("emay_fms.templates: each entry needs a string id and text")
+            self.state.add_template(entry["id"], entry["text"], _placeholders(entry["text"]))
 
     def routes(self) -> dict[str, Handler]:
         endpoints: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -166,16 +186,11 @@ class EmayFmsSimulator(VendorSimulator):
         text = payload.get("templateInfo")
         if not isinstance(text, str) or not text.strip():
             raise Refusal("ERROR_TEMPLATE_CONTENT")
-        names: dict[str, None] = {}
-        for name in PLACEHOLDER_RE.findall(text):
-            names.setdefault(name.strip(), None)
-        template = self.state.register_template(text, tuple(names))
+        template = self.state.register_template(text, _placeholders(text))
         return {"templateId": template.template_id, "variable": ",".join(template.variables)}
 
     def _query_template(self, payload: dict[str, Any]) -> dict[str, Any]:
-        template_id = _text(payload.get("templateId"))
-        if not template_id:
-            raise Refusal("ERROR_PARAMS")
+        template_id = _template_id(payload.get("templateId"))
         states = self.state.template_states(template_id)
         if states is None:
             states = {"cmcc": -1, "cucc": -1, "ctcc": -1}
@@ -199,7 +214,7 @@ class EmayFmsSimulator(VendorSimulator):
 
     def _send(self, payload: dict[str, Any], entries: list[dict[str, Any]]
               ) -> list[dict[str, Any]]:
-        template = self._usable_template(_text(payload.get("templateId")))
+        template = self._usable_template(_template_id(payload.get("templateId")))
         mobiles, custom_ids, contents, extras = [], [], [], []
         for entry in entries:
             mobile = _text(entry.get("mobile"))
@@ -226,11 +241,9 @@ class EmayFmsSimulator(VendorSimulator):
         return [_submission(m) for m in accepted]
 
     def _usable_template(self, template_id: str) -> Any:
-        if not template_id:
-            raise Refusal("ERROR_PARAMS")
         template = self.state.templates.get(template_id)
-        if template is None:
-            raise Refusal("ERROR_TEMPLATE_NOT_EXIST")
+        if template is None:  # what the platform answers for an id it never issued
+            raise Refusal("ERROR_TEMPLATE_ID_ERROR")
         states = self.state.template_states(template_id) or {}
         if 1 not in states.values():  # still pending everywhere, or rejected everywhere
             raise Refusal("ERROR_TEMPLATE_NOT_PASS")
@@ -281,6 +294,11 @@ def _dumps(data: Any) -> bytes:
 
 def _gzip_if(on: bool, data: bytes) -> bytes:
     return gzip_compress(data) if on else data
+
+
+def _placeholders(text: str) -> tuple[str, ...]:
+    """The ``${name}`` variables of a template text, each once, in order."""
+    return tuple(dict.fromkeys(name.strip() for name in PLACEHOLDER_RE.findall(text)))
 
 
 def _variables(content: Any, expected: tuple[str, ...]) -> dict[str, str]:

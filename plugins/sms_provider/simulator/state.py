@@ -304,11 +304,18 @@ class VendorState:
     # --- templates -----------------------------------------------------
     def register_template(self, text: str, variables: tuple[str, ...]) -> SimTemplate:
         with self.lock:
-            tid = str(900000 + len(self.templates) + 1)
+            tid = template_id()
             reject = float(self.settings["template_rejection_rate"])
             decisions = {c: (2 if unit_hash(self.settings["seed"], tid, c) < reject else 1)
                          for c in ("cmcc", "cucc", "ctcc")}
             t = SimTemplate(tid, text, variables, time.time(), decisions)
+            self.templates[tid] = t
+            return t
+
+    def add_template(self, tid: str, text: str, variables: tuple[str, ...]) -> SimTemplate:
+        """A template the account already had, approved by every carrier."""
+        with self.lock:
+            t = SimTemplate(tid, text, variables, 0.0, {c: 1 for c in ("cmcc", "cucc", "ctcc")})
             self.templates[tid] = t
             return t
 
@@ -332,6 +339,19 @@ _SERIAL = itertools.count(time.time_ns() // 100_000)  # 0.1 ms steps
 _SERIAL_LOCK = threading.Lock()
 
 
+def next_serial() -> int:
+    """A process-wide increasing number, for vendor ids that must never repeat."""
+    with _SERIAL_LOCK:
+        return next(_SERIAL)
+
+
+def template_id() -> str:
+    """An FMS template id as the platform issues them: 20 digits (``yyMMddHHmmss`` in
+    China time plus eight of the serial), wider than a float keeps exactly and wider
+    than a signed 64-bit integer, so only a client that keeps it as text can use it."""
+    return f"{datetime.now(CHINA_TZ).strftime('%y%m%d%H%M%S')}{next_serial() % 10**8:08d}"
+
+
 class SimState:
     """All vendors' state plus the parsed configuration."""
 
@@ -352,8 +372,7 @@ class SimState:
 
     def next_serial(self) -> int:
         """A process-wide increasing number, for vendor ids that must never repeat."""
-        with _SERIAL_LOCK:
-            return next(_SERIAL)
+        return next_serial()
 
     def all_messages(self, vendor: str | None = None) -> list[dict[str, Any]]:
         out = []

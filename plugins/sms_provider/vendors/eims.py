@@ -260,6 +260,18 @@ def local_seq_source(path: str | os.PathLike[str] | None) -> SeqSource:
 
 
 # --- parsing helpers (pure) ---------------------------------------------------------
+def _id(value: Any, what: str, endpoint: str) -> str:
+    """A message id as text: the JSON integer's digits, or a digit string kept as it came
+    (leading zeros included). Never through ``int``/``float``: the id is matched later
+    as the platform wrote it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        return value.strip()
+    raise ProtocolError(f"{what} is {type(value).__name__}, expected an integer id",
+                        vendor=VENDOR, endpoint=endpoint)
+
+
 def _int(value: Any, what: str, endpoint: str) -> int:
     """An integer field; the platform writes some numbers as digit strings."""
     if isinstance(value, bool):
@@ -347,8 +359,8 @@ def parse_send_answer(body: bytes | str, mobiles: Sequence[str], content: str
     ids: dict[str, deque[str]] = defaultdict(deque)
     for i, row in enumerate(_rows(obj, PATH_SEND, 2, required=True)):
         number = _text(row[0], f"array[{i}] number", PATH_SEND)
-        msg_id = _int(row[1], f"array[{i}] id", PATH_SEND)
-        ids[_mobile_key(number.strip())].append(str(msg_id))
+        msg_id = _id(row[1], f"array[{i}] id", PATH_SEND)
+        ids[_mobile_key(number.strip())].append(msg_id)
     items = charge_items(content)
     out: list[Submission] = []
     for mobile in mobiles:
@@ -372,11 +384,11 @@ def parse_report_answer(body: bytes | str) -> list[DeliveryReport]:
     obj = parse_answer(body, PATH_REPORT)
     out = []
     for i, row in enumerate(_rows(obj, PATH_REPORT, 4, required=False)):
-        msg_id = _int(row[0], f"array[{i}] id", PATH_REPORT)
+        msg_id = _id(row[0], f"array[{i}] id", PATH_REPORT)
         mobile = _text(row[1], f"array[{i}] number", PATH_REPORT)
         state = _int(row[3], f"array[{i}] state", PATH_REPORT)
         out.append(DeliveryReport(
-            message_id=str(msg_id), mobile=mobile, raw_state=str(state),
+            message_id=msg_id, mobile=mobile, raw_state=str(state),
             status=report_status(state),
             description=REPORT_STATE_DESCRIPTIONS.get(state, "failed (state not documented)"),
             submit_time=_time(row[2]),
@@ -405,7 +417,7 @@ def parse_inbound_answer(body: bytes | str) -> list[InboundMessage]:
     seen: set[str] = set()
     out = []
     for i, row in enumerate(rows):
-        msg_id = str(_int(row[0], f"array[{i}] id", PATH_INBOUND))
+        msg_id = _id(row[0], f"array[{i}] id", PATH_INBOUND)
         if msg_id in seen:
             continue  # the document: the same id twice is the same reply
         seen.add(msg_id)
@@ -475,7 +487,7 @@ def parse_push_reports(body: bytes | str) -> list[DeliveryReport]:
         result = _int(row[3], f"array[{i}] result", endpoint)
         reason = row[4] if isinstance(row[4], str) else ""
         out.append(DeliveryReport(
-            message_id=str(_int(row[0], f"array[{i}] id", endpoint)),
+            message_id=_id(row[0], f"array[{i}] id", endpoint),
             mobile=_text(row[1], f"array[{i}] mobile", endpoint).strip(),
             raw_state=str(result),
             status=DeliveryStatus.DELIVERED if result == 0 else DeliveryStatus.FAILED,

@@ -50,6 +50,8 @@ CODES: CodeTable = {
     "ERROR_OVER_SPEED": (RateLimitedError, "requests too fast"),
     "ERROR_BALANCE": (InsufficientBalanceError, "balance too low"),
     "ERROR_TEMPLATE_NOT_EXIST": (PermanentError, "template does not exist"),
+    "ERROR_TEMPLATE_ID_ERROR": (PermanentError, "template id unknown: ids are 20-digit "
+                                "strings, check it reached the platform unchanged"),
     "ERROR_TEMPLATE_NOT_PASS": (PermanentError, "template not approved"),
     "ERROR_TEMPLATE_CONTENT": (PermanentError, "template content invalid"),
     "ERROR_TEMPLATE_VARIABLE": (PermanentError, "template variables do not match"),
