@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-
 def _texts(op: BaseOperator, *names: str) -> None:
     """Checks that each rendered text field is still the string it was given."""
     for name in names:
@@ -155,8 +154,8 @@ class FmsTemplateOperator(BaseOperator):
             if not client.supports(Capability.TEMPLATES):
                 return template_id or ""
             if template_id is None:
-                text = ContentTemplate.parse(self.content).vendor_template()
-                template_id = client.register_template(text).template_id
+                body = ContentTemplate.parse(self.content).vendor_template()
+                template_id = client.register_template(body).template_id
                 self.log.info("registered FMS template %s", template_id)
             template = client.query_template(template_id)
         if template.decided:
