@@ -1,5 +1,5 @@
 """Airflow DAG ``sms_reports``: collect delivery data from every vendor connection."""
 
-from sms_provider.delivery_dags import build_reports_dag
+from sms_provider.dag_builders.delivery import build_reports_dag
 
 dag = build_reports_dag()

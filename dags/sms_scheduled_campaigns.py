@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from sms_provider.campaign_dag import campaign_dags
+from sms_provider.dag_builders.campaign import campaign_dags
 
 CAMPAIGNS = Path(os.environ.get("SMS_CAMPAIGNS_DIR")
                  or Path(__file__).resolve().parent.parent / "include" / "campaigns")

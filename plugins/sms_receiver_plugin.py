@@ -15,9 +15,10 @@ from airflow.plugins_manager import AirflowPlugin
 def _apps() -> list[dict]:
     if not os.environ.get("SMS_RECEIVER_CONFIG"):
         return []
+    from sms_provider.operators.runtime import data_root
     from sms_provider.receiver.app import app_from_env
 
-    return [{"app": app_from_env(), "url_prefix": "/sms-receiver",
+    return [{"app": app_from_env(data_root()), "url_prefix": "/sms-receiver",
              "name": "SMS push receiver"}]
 
 

@@ -57,7 +57,7 @@ class PrepareRecipientsOperator(BaseOperator):
         from sms_provider.data.content import ContentTemplate
         from sms_provider.data.errors import BadInputError
         from sms_provider.data.prepare import PrepareSettings, prepare
-        from sms_provider.runtime import data_root, local_recipients
+        from sms_provider.operators.runtime import data_root, local_recipients
 
         _texts(self, "campaign_id", "recipients", "sms_conn_id", "content", "mobile_column")
         with hook_for_connection(self.sms_conn_id).get_client() as client:
@@ -229,9 +229,10 @@ class SendShardOperator(BaseOperator):
             LedgerMismatchError,
             SenderIdentity,
         )
+        from sms_provider.data.locations import open_ledger
         from sms_provider.data.prepare import read_shard
         from sms_provider.data.send import ShardSender
-        from sms_provider.runtime import data_root, open_ledger
+        from sms_provider.operators.runtime import data_root
 
         _texts(self, "campaign_id", "sms_conn_id")
         template_id = optional_text(self.template_id, "template_id")
@@ -320,7 +321,7 @@ class CampaignSummaryOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         import pyarrow.compute as pc
 
-        from sms_provider.runtime import data_root
+        from sms_provider.operators.runtime import data_root
 
         _texts(self, "campaign_id")
         root = data_root()

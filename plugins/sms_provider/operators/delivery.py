@@ -36,7 +36,7 @@ class CollectDeliveryDataOperator(BaseOperator):
             collect_statistics,
             snapshot_balance,
         )
-        from sms_provider.runtime import data_root
+        from sms_provider.operators.runtime import data_root
 
         self.sms_conn_id = text(self.sms_conn_id, "sms_conn_id")
         root = data_root()
@@ -88,9 +88,9 @@ class CompactPushesOperator(BaseOperator):
         if not os.environ.get("SMS_RECEIVER_CONFIG"):
             self.log.info("no push receiver configured (SMS_RECEIVER_CONFIG): nothing to compact")
             return None
+        from sms_provider.operators.runtime import data_root
         from sms_provider.receiver.config import ReceiverConfig
         from sms_provider.receiver.landing import compact
-        from sms_provider.runtime import data_root
 
         result = compact(data_root(), ReceiverConfig.from_env())
         self.log.info("compacted: %s", result)
@@ -112,7 +112,7 @@ class ReconcileOperator(BaseOperator):
         from datetime import timedelta
 
         from sms_provider.data.reconcile import reconcile_all
-        from sms_provider.runtime import data_root
+        from sms_provider.operators.runtime import data_root
 
         campaign_id = optional_text(self.campaign_id, "campaign_id")
         hours = positive(self.final_window_hours, "final_window_hours")

@@ -19,13 +19,13 @@ import threading
 
 import uvicorn
 
+from sms_provider.data.locations import ENV_DATA_ROOT, data_location
 from sms_provider.data.storage import DataRoot
 from sms_provider.receiver.app import create_app
 from sms_provider.receiver.config import ENV_CONFIG, ReceiverConfig, ReceiverConfigError
 from sms_provider.receiver.landing import compact
 from sms_provider.receiver.redaction import install_log_redaction
 from sms_provider.receiver.server import HTTP_IMPLEMENTATIONS, server_config
-from sms_provider.runtime import CHECKOUT_DATA
 
 log = logging.getLogger("sms_provider.receiver")
 
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=os.environ.get(ENV_CONFIG),
                         help=f"receiver config JSON (default: ${ENV_CONFIG})")
     parser.add_argument("--data-root",
-                        default=os.environ.get("SMS_DATA_ROOT") or str(CHECKOUT_DATA),
-                        help="local folder or object-store URI (default: $SMS_DATA_ROOT, "
+                        default=data_location(),
+                        help=f"local folder or object-store URI (default: ${ENV_DATA_ROOT}, "
                              "else data/ in the checkout, as for the Airflow tasks)")
     parser.add_argument("--compact-every", type=float, default=30.0,
                         help="seconds between compactions; 0 turns them off (default 30)")

@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from sms_provider.data.locations import data_location
 from sms_provider.data.storage import DataRoot
 from sms_provider.errors import AuthenticationError, ProtocolError, SmsError
 from sms_provider.receiver.config import ReceiverConfig
@@ -278,16 +279,15 @@ def not_found(request: Request, route: str) -> Response:
     return JSONResponse({"detail": "Not Found"}, status_code=404)
 
 
-def app_from_env() -> FastAPI:
-    """The app for ``SMS_RECEIVER_CONFIG`` and ``SMS_DATA_ROOT`` (Airflow's plugin mount).
+def app_from_env(root: DataRoot | None = None) -> FastAPI:
+    """The app for ``SMS_RECEIVER_CONFIG`` and ``SMS_DATA_ROOT``.
 
-    The data root is resolved exactly as the tasks resolve it (same default folder,
-    object-store URIs through their Airflow connection), so the compaction task finds
-    what this app lands.
+    The data root is read from the same variable and has the same default folder as
+    the tasks', so the compaction task finds what this app lands. The Airflow plugin
+    mount passes the root as the tasks resolve it (object-store URIs through their
+    Airflow connection); standalone, pyarrow resolves a URI itself.
     """
-    from sms_provider.runtime import data_root
-
-    return create_app(ReceiverConfig.from_env(), data_root())
+    return create_app(ReceiverConfig.from_env(), root or DataRoot(data_location()))
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:

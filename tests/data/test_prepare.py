@@ -134,7 +134,7 @@ def test_an_object_store_root_works_without_renames(tmp_path) -> None:
 
 
 def test_the_ledger_needs_a_url_when_the_root_is_remote(monkeypatch) -> None:
-    from sms_provider.runtime import ledger_url
+    from sms_provider.data.locations import ledger_url
 
     memory = fsspec.filesystem("memory")
     root = DataRoot("b/r", pafs.PyFileSystem(pafs.FSSpecHandler(memory)))

@@ -31,8 +31,8 @@ from sms_provider.data.ledger import (
     SendLedger,
 )
 from sms_provider.data.send import ShardResult, ShardSender, plan_chunks
+from tests.data.test_send import eums, shard_table
 from tests.simulator_harness import ROOT, SimulatorProcess
-from tests.test_send import eums, shard_table
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
@@ -137,7 +137,7 @@ from sms_provider.data.ledger import SendLedger
 from sms_provider.data.send import ShardSender
 from sms_provider.vendors.registry import build_client
 from tests.simulator_harness import DEFAULT_CONFIG
-from tests.test_send import shard_table
+from tests.data.test_send import shard_table
 client = build_client("eums", host="http://127.0.0.1", port={port}, extras={{"max_batch": "10"}},
                       login=DEFAULT_CONFIG["eums"]["name"],
                       password=DEFAULT_CONFIG["eums"]["password"])
@@ -302,8 +302,8 @@ def test_a_ledger_written_before_owners_were_recorded_still_works(sim, tmp_path)
 def test_a_locked_sqlite_ledger_fails_fast_with_a_clear_retryable_error(
         sim: SimulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another connection really holds the write lock; the send says what and what to do."""
+    from sms_provider.data.locations import open_ledger
     from sms_provider.data.storage import DataRoot
-    from sms_provider.runtime import open_ledger
 
     monkeypatch.setenv("SMS_LEDGER_LOCK_TIMEOUT", "0.5")
     monkeypatch.delenv("SMS_LEDGER_URL", raising=False)

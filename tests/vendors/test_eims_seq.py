@@ -132,7 +132,7 @@ def test_two_processes_sharing_the_seq_file_send_everyone_once(
     seq_path = tmp_path / "eims.seq"
     seq_path.write_text("1000")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'plugins'}"}
-    code = "from tests.test_eims_seq import send_from_child; send_from_child()"
+    code = "from tests.vendors.test_eims_seq import send_from_child; send_from_child()"
     procs = [subprocess.Popen(
         [sys.executable, "-c", code, md5_sim.base_url, str(seq_path),
          str(tmp_path / f"ledger-{start}.sqlite"), str(start), str(concurrency)],

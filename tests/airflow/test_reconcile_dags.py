@@ -137,7 +137,7 @@ def test_reconcile_flags_seeded_discrepancies_chuanglan_pushed(
         campaign_env: Path, sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
     """Reports only pushed, some twice and out of order, through the push receiver."""
-    from tests.test_receiver import CONFIG, ThreadedReceiver, push_config
+    from tests.receiver.test_receiver import CONFIG, ThreadedReceiver, push_config
 
     config_path = tmp_path / "receiver.json"
     config_path.write_text(json.dumps(CONFIG))

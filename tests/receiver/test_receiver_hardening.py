@@ -26,7 +26,7 @@ from sms_provider.receiver.config import ReceiverConfig, ReceiverConfigError
 from sms_provider.receiver.landing import compact, landed_files
 from sms_provider.vendors import emay_common
 from sms_provider.vendors.codec import aes_encrypt
-from tests.test_receiver import (
+from tests.receiver.test_receiver import (
     CL_PASSWORD,
     CL_RECEIVER,
     CONFIG,
