@@ -37,8 +37,6 @@ from sms_provider.vendors.eims import (
     CODES,
     REPORT_STATE_DESCRIPTIONS,
     EimsClient,
-    FileSeqSource,
-    MemorySeqSource,
     parse_answer,
     parse_balance_answer,
     parse_inbound_answer,
@@ -46,6 +44,7 @@ from sms_provider.vendors.eims import (
     parse_report_answer,
     parse_send_answer,
 )
+from sms_provider.vendors.eims_seq import FileSeqSource, MemorySeqSource
 from sms_provider.vendors.transport import HttpSettings
 from tests.simulator_harness import ROOT, PushSink, SimulatorProcess
 
@@ -503,7 +502,7 @@ def test_seq_file_is_unique_across_threads(tmp_path: Path) -> None:
 def test_seq_file_is_unique_across_processes(tmp_path: Path) -> None:
     path = tmp_path / "seq"
     path.write_text("0")
-    script = ("import sys\nfrom sms_provider.vendors.eims import FileSeqSource\n"
+    script = ("import sys\nfrom sms_provider.vendors.eims_seq import FileSeqSource\n"
               "s = FileSeqSource(sys.argv[1])\nprint(' '.join(str(s.next()) for _ in range(100)))")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE,
                               text=True, env={"PYTHONPATH": str(ROOT / "plugins")})
