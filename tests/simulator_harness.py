@@ -98,6 +98,13 @@ class SimulatorProcess:
         resp.raise_for_status()
         return resp.json()
 
+    def requests(self, vendor: str | None = None) -> list[dict[str, Any]]:
+        """The arrival log: vendor, path, method, account, time, in arrival order."""
+        params = {"vendor": vendor} if vendor else {}
+        resp = self.http.get(self.base_url + "/_sim/requests", params=params, timeout=30)
+        resp.raise_for_status()
+        return resp.json()
+
     def count(self, vendor: str | None = None) -> int:
         params = {"vendor": vendor} if vendor else {}
         resp = self.http.get(self.base_url + "/_sim/count", params=params, timeout=10)
