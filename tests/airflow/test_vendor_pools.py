@@ -41,7 +41,14 @@ def policy_registered() -> Iterator[None]:
     from airflow import settings
 
     manager = settings.get_policy_plugin_manager()
+    # With the package installed, the entry point registered the module already, but
+    # this test file imported it first: Airflow's start-up, triggered by that import,
+    # registered the module half-imported, without its hook. A scheduler imports
+    # Airflow first, so it registers the whole module.
+    if manager.is_registered(policy):
+        manager.unregister(policy)
     manager.register(policy)
+    assert manager.hook.task_instance_mutation_hook.get_hookimpls()
     yield
     manager.unregister(policy)
 
