@@ -27,14 +27,10 @@ from sms_provider.data.reports import dedupe, read_all
 from sms_provider.data.schemas import INBOUND_SCHEMA, REPORT_SCHEMA, SUPPRESSION_SCHEMA
 from sms_provider.data.storage import DataRoot
 from sms_provider.receiver.app import app_from_env, create_app
+from sms_provider.receiver.compaction import compact, landed_files
 from sms_provider.receiver.config import ReceiverConfig, ReceiverConfigError
-from sms_provider.receiver.landing import (
-    CHUANGLAN_MO,
-    Lander,
-    LandingRecord,
-    compact,
-    landed_files,
-)
+from sms_provider.receiver.landing import Lander
+from sms_provider.receiver.records import CHUANGLAN_MO, LandingRecord
 from sms_provider.receiver.redaction import RedactingFilter, redact_path
 from sms_provider.receiver.server import server_config
 from sms_provider.vendors import emay_common
