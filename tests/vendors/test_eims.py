@@ -33,10 +33,8 @@ from sms_provider.errors import (
 from sms_provider.models import Balance, DeliveryStatus, SubmissionStatus
 from sms_provider.vendors.base import Capability, OutboundMessage
 from sms_provider.vendors.clock import CHINA_TZ
-from sms_provider.vendors.eims import (
-    CODES,
-    REPORT_STATE_DESCRIPTIONS,
-    EimsClient,
+from sms_provider.vendors.eims import EimsClient
+from sms_provider.vendors.eims_answers import (
     parse_answer,
     parse_balance_answer,
     parse_inbound_answer,
@@ -44,6 +42,7 @@ from sms_provider.vendors.eims import (
     parse_report_answer,
     parse_send_answer,
 )
+from sms_provider.vendors.eims_codes import CODES, REPORT_STATE_DESCRIPTIONS
 from sms_provider.vendors.eims_seq import FileSeqSource, MemorySeqSource
 from sms_provider.vendors.transport import HttpSettings
 from tests.simulator_harness import ROOT, PushSink, SimulatorProcess

@@ -35,14 +35,8 @@ from sms_provider.errors import (
 from sms_provider.models import DeliveryStatus, Submission, SubmissionStatus
 from sms_provider.vendors.base import Capability, OutboundBatch, OutboundMessage
 from sms_provider.vendors.clock import CHINA_TZ, china_now, china_stamp
-from sms_provider.vendors.eums import (
-    BALANCE,
-    CODES,
-    MO,
-    REPORT,
-    SEND,
-    STATISTIC,
-    EumsClient,
+from sms_provider.vendors.eums import EumsClient
+from sms_provider.vendors.eums_answers import (
     accepted_from_text,
     decode_answer,
     decode_binary_content,
@@ -53,6 +47,7 @@ from sms_provider.vendors.eums import (
     parse_statistics,
     raise_for_answer,
 )
+from sms_provider.vendors.eums_codes import BALANCE, CODES, MO, REPORT, SEND, STATISTIC
 from sms_provider.vendors.transport import HttpSettings
 from tests.simulator_harness import PushSink, SimulatorProcess
 

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl
 from sms_provider.errors import ProtocolError
 from sms_provider.models import DeliveryReport, InboundMessage
 from sms_provider.receiver.config import ReceiverConfig
-from sms_provider.vendors import chuanglan, eims, emay_ims
+from sms_provider.vendors import chuanglan, eims_answers, emay_ims
 
 LANDING = "landing"
 QUARANTINE = "quarantine"
@@ -128,7 +128,7 @@ def _parse(record: LandingRecord, config: ReceiverConfig
     if form == EMAY_FORM:
         return emay_ims.parse_push_form(form_field(record.body, "reports"))
     if form == EIMS_PUT:
-        return eims.parse_push_reports(record.body)
+        return eims_answers.parse_push_reports(record.body)
     params = dict(record.params)  # a repeated parameter: the last one wins
     if form == CHUANGLAN_REPORT:
         return [chuanglan.parse_push_report(params)]

@@ -44,7 +44,7 @@ from sms_provider.simulator.state import (
 from sms_provider.simulator.vendor_base import Handler, VendorSimulator
 from sms_provider.vendors.clock import CHINA_TZ
 from sms_provider.vendors.codec import md5_hex
-from sms_provider.vendors.eims import (
+from sms_provider.vendors.eims_codes import (
     FAILURE_STATES,
     GET_BATCH_LIMIT,
     INBOUND_PAGE_LIMIT,
