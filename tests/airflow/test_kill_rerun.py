@@ -39,8 +39,7 @@ print("RUN-STATE", run.state, flush=True)
 
 
 def held_rule(sim: SimulatorProcess) -> dict:
-    rules = sim.http.get(sim.base_url + "/_sim/faults", timeout=10).json()["rules"]
-    return next(r for r in rules if r["skip"] == HELD)
+    return next(r for r in sim.fault_rules() if r["skip"] == HELD)
 
 
 def write_recipients(path: Path) -> list[str]:

@@ -36,9 +36,10 @@ from sms_provider.vendors.chuanglan import (
     verify_push_credentials,
 )
 from sms_provider.vendors.clock import CHINA_TZ
+from tests.simulator_harness import credentials
 
 V = "chuanglan"
-ACCOUNT, PASSWORD = "cl-user", "cl-pass"
+ACCOUNT, PASSWORD = credentials(V)
 TEXT = "【朗宇信息】您好，您的验证码是1234"
 MOBILES = ["13800138000", "18900000000", "13912345678"]
 ALL_DELIVERED = {"simulation": {"outcomes": {"delivered": 1.0, "failed": 0, "silent": 0}}}

@@ -44,10 +44,10 @@ from sms_provider.vendors.eims_answers import (
 )
 from sms_provider.vendors.eims_codes import CODES, REPORT_STATE_DESCRIPTIONS
 from sms_provider.vendors.eims_seq import FileSeqSource, MemorySeqSource
-from tests.simulator_harness import ROOT, PushSink, SimulatorProcess, vendor_client
+from tests.simulator_harness import ROOT, PushSink, SimulatorProcess, credentials, vendor_client
 
 VENDOR = "eims"
-ACCOUNT, PASSWORD = "eimsuser", "eims-pass"
+ACCOUNT, PASSWORD = credentials(VENDOR)
 MD5_KEY = "negotiated-md5-key"
 MOBILES = ["8613800138000", "8613900139000", "85291234567"]
 FAILURE_CODES = {str(s) for s in REPORT_STATE_DESCRIPTIONS if s >= 1000}

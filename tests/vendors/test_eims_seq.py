@@ -34,7 +34,13 @@ from sms_provider.errors import AuthenticationError
 from sms_provider.vendors.base import OutboundMessage
 from sms_provider.vendors.eims import SEQ_ATTEMPTS, EimsClient
 from tests import airflow_harness
-from tests.simulator_harness import DEFAULT_CONFIG, ROOT, SimulatorProcess, vendor_client
+from tests.simulator_harness import (
+    DEFAULT_CONFIG,
+    ROOT,
+    SimulatorProcess,
+    credentials,
+    vendor_client,
+)
 
 MD5_KEY = "negotiated-md5-key"
 #: half the requests wait before the platform looks at them: overlapping ones overtake
@@ -42,7 +48,7 @@ JITTER = {"kind": "latency", "vendor": "eims", "latency_s": 0.05, "probability":
           "seed": 3}
 
 
-ACCOUNT, PASSWORD = DEFAULT_CONFIG["eims"]["account"], DEFAULT_CONFIG["eims"]["password"]
+ACCOUNT, PASSWORD = credentials("eims")
 
 
 def eims_client(base_url: str, seq_path: Path | str | None, **extras: Any) -> EimsClient:

@@ -48,10 +48,17 @@ from sms_provider.vendors.eums_answers import (
     raise_for_answer,
 )
 from sms_provider.vendors.eums_codes import BALANCE, CODES, MO, REPORT, SEND, STATISTIC
-from tests.simulator_harness import PushSink, SimulatorProcess, vendor_client
+from tests.simulator_harness import (
+    DEFAULT_CONFIG,
+    PushSink,
+    SimulatorProcess,
+    credentials,
+    vendor_client,
+)
 
 VENDOR = "eums"
-NAME, PASSWORD, AES_KEY = "eumsuser", "eums-pass", "abcdef0123456789"
+NAME, PASSWORD = credentials(VENDOR)
+AES_KEY = DEFAULT_CONFIG[VENDOR]["aes_key"]
 TEXT = "【测试】您的验证码是123456"
 MOBILES = ["13800000001", "13800000002", "13800000003"]
 FAILURE_STATES = {"UNDELIV", "EXPIRED", "REJECTD", "MK:0001"}
