@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from tests.simulator_harness import SimulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+#: every vendor's default connection id, by vendor
+CONN_IDS = {vendor: profile.default_conn_id for vendor, profile in PROFILES.items()}
 
 
 def configure(home: Path | None = None) -> Path:
@@ -48,11 +50,11 @@ def connection_env(sim: SimulatorProcess, config: dict[str, Any],
     """Every vendor's default connection (``sms_<vendor>``) to ``sim``, with the
     accounts in ``config``, as ``AIRFLOW_CONN_*`` JSON variables."""
     env = {}
-    for vendor, profile in PROFILES.items():
+    for vendor, conn_id in CONN_IDS.items():
         login, password = credentials(vendor, config)
         conn = {"conn_type": vendor, "host": sim.host, "port": sim.port, "login": login,
                 "password": password, "extra": (extras or {}).get(vendor, {})}
-        env[f"AIRFLOW_CONN_{profile.default_conn_id.upper()}"] = json.dumps(conn)
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
     return env
 
 

@@ -75,7 +75,7 @@ def vendor_client(vendor: str, url: str, **fields: Any) -> VendorClient:
     password = fields.pop(profile.password_as, password)
     if login and password and fields.keys() <= profile.extras.keys() | COMMON_EXTRAS.keys():
         return build_client(vendor, host=url, login=login, password=password, extras=fields)
-    return profile.client_class()(HttpSettings(url), **{
+    return profile.client_class()(HttpSettings(url, account=login or None), **{
         profile.login_as: login, profile.password_as: password, **fields})
 
 
@@ -145,6 +145,13 @@ class SimulatorProcess:
     def messages(self, vendor: str | None = None) -> list[dict[str, Any]]:
         params = {"vendor": vendor} if vendor else {}
         resp = self.http.get(self.base_url + "/_sim/messages", params=params, timeout=30)
+        resp.raise_for_status()
+        return resp.json()
+
+    def requests(self, vendor: str | None = None) -> list[dict[str, Any]]:
+        """The arrival log: vendor, path, method, account, time, in arrival order."""
+        params = {"vendor": vendor} if vendor else {}
+        resp = self.http.get(self.base_url + "/_sim/requests", params=params, timeout=30)
         resp.raise_for_status()
         return resp.json()
 

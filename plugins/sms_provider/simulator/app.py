@@ -5,6 +5,8 @@ Admin endpoints (all under ``/_sim/``, which no vendor uses):
 * ``GET  /_sim/health``                    vendors served
 * ``GET  /_sim/messages[?vendor=V]``       every accepted message
 * ``GET  /_sim/count[?vendor=V]``          how many were accepted (cheap to poll)
+* ``GET  /_sim/requests[?vendor=V]``       every vendor request in arrival order: vendor,
+  path, method, account (never a password), time (``time.time()``)
 * ``GET  /_sim/strays[?vendor=V]``         reports seeded for ids never issued
 * ``GET  /_sim/balance?vendor=V``          remaining charge items
 * ``GET|POST|DELETE /_sim/faults``         list / set rules (``{"rules": [...]}``) / clear
@@ -22,6 +24,7 @@ import threading
 import time
 from typing import Any
 
+from sms_provider.simulator.arrivals import ArrivalLog
 from sms_provider.simulator.faults import FaultBook, FaultRule
 from sms_provider.simulator.http import (
     DropConnection,
@@ -79,15 +82,18 @@ class Simulator:
         with self._lock:
             self.config, self.state, self.vendors, self.routes = config, state, vendors, routes
             self._push_attempts: dict[tuple[str, str], int] = {}
+            self.arrivals = ArrivalLog()
 
     # --- request handling ------------------------------------------------
     def dispatch(self, req: SimRequest) -> SimResponse:
         if req.path.startswith("/_sim/"):
             return self._admin(req)
+        arrived = time.time()
         found = self.routes.get(req.path) or self.routes.get(req.path.rstrip("/"))
         if found is None:
             return SimResponse.text(f"no such path {req.path}", 404)
         vsim, handler = found
+        self.arrivals.record(vsim.name, req, vsim.account_field, arrived)
         rule = self.faults.pick(vsim.name, req.path)
         if rule is None:
             return handler(req)
@@ -117,6 +123,8 @@ class Simulator:
             return SimResponse.json({"status": "ok", "vendors": sorted(self.vendors)})
         if action == "messages":
             return SimResponse.json(self.state.all_messages(req.query.get("vendor")))
+        if action == "requests":
+            return SimResponse.json(self.arrivals.entries(req.query.get("vendor")))
         if action == "strays":
             vendor = req.query.get("vendor")
             out = []

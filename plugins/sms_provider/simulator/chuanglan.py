@@ -56,6 +56,7 @@ class ChuanglanSimulator(VendorSimulator):
     """
 
     name = "chuanglan"
+    account_field = "account"
 
     def __init__(self, sim: SimState, config: dict[str, Any]) -> None:
         super().__init__(sim, config)

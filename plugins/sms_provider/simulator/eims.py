@@ -96,6 +96,7 @@ def _valid_sendtime(text: str) -> bool:
 
 class EimsSimulator(VendorSimulator):
     name = "eims"
+    account_field = "account"
 
     def __init__(self, sim: SimState, config: dict[str, Any]) -> None:
         super().__init__(sim, config)

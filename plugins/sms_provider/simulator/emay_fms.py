@@ -83,6 +83,7 @@ class EmayFmsSimulator(VendorSimulator):
     approved by every carrier, under ids of any shape an older deployment issued)."""
 
     name = "emay_fms"
+    account_field = "appId"
 
     def __init__(self, sim: Any, config: dict[str, Any]) -> None:
         super().__init__(sim, config)

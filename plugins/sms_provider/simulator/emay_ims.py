@@ -103,6 +103,7 @@ class EmayImsSimulator(VendorSimulator):
     (``encrypted``, the default, or ``plain``)."""
 
     name = "emay_ims"
+    account_field = "appId"
 
     def __init__(self, sim: Any, config: dict[str, Any]) -> None:
         super().__init__(sim, config)

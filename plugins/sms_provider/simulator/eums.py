@@ -70,6 +70,7 @@ Action = Callable[[dict[str, str]], dict[str, Any]]
 
 class EumsSimulator(VendorSimulator):
     name = "eums"
+    account_field = "name"
 
     def __init__(self, sim: SimState, config: dict[str, Any]) -> None:
         super().__init__(sim, config)

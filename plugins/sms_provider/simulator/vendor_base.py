@@ -20,6 +20,9 @@ class VendorSimulator:
     """Base class: one subclass per vendor, registered in ``simulator.app``."""
 
     name = ""
+    #: where a request names its account (header, query, form or JSON field), for the
+    #: arrival log (``/_sim/requests``)
+    account_field = ""
 
     def __init__(self, sim: SimState, config: dict[str, Any]) -> None:
         self.sim = sim

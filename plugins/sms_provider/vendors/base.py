@@ -8,12 +8,13 @@ limits *before* anything goes on the wire.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, ClassVar
 
-from sms_provider.errors import LimitExceededError
+from sms_provider.errors import LimitExceededError, RateLimitedError
 from sms_provider.models import (
     Balance,
     ColumnBatch,
@@ -75,6 +76,30 @@ def message_columns(messages: Sequence[OutboundMessage]
             [m.custom_id for m in messages])
 
 
+#: the calls that reach the vendor; a "too fast" answer to any of them pauses the account
+VENDOR_CALLS = ("send", "pull_reports", "query_reports", "pull_inbound", "balance",
+                "statistics", "register_template", "query_template")
+
+
+def _shares_rate_limit_answers(call: Callable) -> Callable:
+    """Wrap a vendor call so the vendor's own "too fast" pauses every worker of the account.
+
+    Only an answer from the vendor counts (it carries the vendor's code, HTTP 429
+    included); a client's own guard (EUMS's query window) raises without a code
+    and is this process's business. The error is raised on unchanged.
+    """
+    @functools.wraps(call)
+    def vendor_call(self: VendorClient, *args: object, **kwargs: object) -> object:
+        try:
+            return call(self, *args, **kwargs)
+        except RateLimitedError as exc:
+            if exc.code is not None and not getattr(exc, "pause_shared", False):
+                exc.pause_shared = True  # an outer vendor call does not pause again
+                self.http.limiter.pause(exc.retry_after)
+            raise
+    return vendor_call
+
+
 class Capability:
     SEND = "send"
     PULL_REPORTS = "pull_reports"      # consume-once pull (Emay, EUMS)
@@ -113,6 +138,9 @@ class VendorClient:
             cls.capabilities = profile.capabilities
             cls.custom_id_scope = profile.custom_id_scope.value
             cls.personalised_batches = profile.personalised_batches
+        for name in VENDOR_CALLS:
+            if name in cls.__dict__:
+                setattr(cls, name, _shares_rate_limit_answers(cls.__dict__[name]))
 
     def __init__(self, settings: HttpSettings, *, max_batch: int | None = None) -> None:
         if max_batch is not None and not 1 <= max_batch <= self.batch_limit:

@@ -53,8 +53,9 @@ from sms_provider.vendors.eims_codes import (
     SEQ_REFUSED,
     VENDOR,
 )
-from sms_provider.vendors.eims_seq import SeqSource, local_seq_source
+from sms_provider.vendors.eims_seq import SeqSource
 from sms_provider.vendors.limits import check_content, same_content
+from sms_provider.vendors.pg_seq import seq_source
 from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.transport import HttpSettings
 
@@ -79,8 +80,10 @@ class EimsClient(VendorClient):
       out md5-hashed with ``seq`` and ``time``, otherwise in clear text.
     * ``seq_path`` -- file that keeps the md5 mode's last ``seq`` across restarts
       and processes (see :class:`FileSeqSource`); None keeps it in memory,
-      starting at the current Unix time. ``seq`` -- any other
-      :class:`SeqSource` (it wins over ``seq_path``).
+      starting at the current Unix time. With ``SMS_LEDGER_URL`` on PostgreSQL
+      the seq lives there instead, for every host (:class:`PgSeqSource`), and
+      the file only sets its floor. ``seq`` -- any other :class:`SeqSource`
+      (it wins over both).
     * ``max_content_chars`` -- the document's 1024 characters; lower it if the
       account's channel is stricter.
 
@@ -120,7 +123,7 @@ class EimsClient(VendorClient):
         self._md5_key = md5_key or None
         self.method = method
         self.max_content_chars = max_content_chars
-        self.seq = seq or local_seq_source(seq_path)
+        self.seq = seq or seq_source(account, seq_path)  # PostgreSQL with the ledger there
 
     def __repr__(self) -> str:
         mode = "md5" if self._md5_key else "plain"

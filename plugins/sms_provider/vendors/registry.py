@@ -90,6 +90,7 @@ def build_client(conn_type: str, *, host: str, port: int | None = None,
         connect_timeout=transport.get("connect_timeout", 5.0),
         read_timeout=transport.get("timeout", 30.0),
         rate_limit=transport.get("rate_limit"),
+        account=login,
     )
     kwargs[spec.login_as] = login
     kwargs[spec.password_as] = password

@@ -32,6 +32,7 @@ from sms_provider.errors import (
     RateLimitedError,
     RetryableError,
 )
+from sms_provider.vendors.shared_limit import SharedRateLimiter, shared_limiter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class HttpSettings:
     read_timeout: float = 30.0
     rate_limit: float | None = None  # requests per second, None = unlimited
     pool_size: int = 8
+    #: the login the vendor counts ``rate_limit`` against: the key of the limit shared
+    #: across processes (``shared_limit``); never a password
+    account: str | None = None
 
 
 class RateLimiter:
@@ -64,6 +68,9 @@ class RateLimiter:
             self._next = start + self._interval
         if start > now:
             time.sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        """A vendor's "too fast": this process's callers already back off by its hint."""
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:
@@ -185,7 +192,9 @@ class HttpTransport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._read_environment_once()
-        self.limiter = RateLimiter(settings.rate_limit)
+        self.limiter: RateLimiter | SharedRateLimiter = (
+            shared_limiter(vendor, settings.account, settings.rate_limit)
+            or RateLimiter(settings.rate_limit))
 
     def _read_environment_once(self) -> None:
         """Take proxies, CA bundle and .netrc from the environment now, not per request.
