@@ -46,8 +46,8 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 from sms_provider.data.reports import dedupe, read_all  # noqa: E402
 from sms_provider.data.schemas import REPORT_SCHEMA  # noqa: E402
 from sms_provider.data.storage import DataRoot  # noqa: E402
+from sms_provider.receiver.compaction import compact  # noqa: E402
 from sms_provider.receiver.config import ReceiverConfig  # noqa: E402
-from sms_provider.receiver.landing import compact  # noqa: E402
 from tests.simulator_harness import free_port  # noqa: E402
 
 RECEIVER, PASSWORD = "bench", "bench-push-password"

@@ -369,9 +369,8 @@ def bare_loop(url: str, bodies: Sequence[bytes], concurrency: int) -> float:
 def make_client(vendor_name: str, vendor: BenchVendor, sim: SimulatorProcess,
                 batch: int | None) -> VendorClient:
     """The client as a send task builds it (registry, connection-shaped fields)."""
-    host, port = sim.base_url.rsplit(":", 1)
     extras = {"max_batch": str(batch)} if batch else {}
-    return build_client(vendor_name, host=host, port=int(port), login=vendor.login,
+    return build_client(vendor_name, host=sim.host, port=sim.port, login=vendor.login,
                         password=vendor.password, extras=extras)
 
 

@@ -111,12 +111,11 @@ def main() -> int:
               "simulation": {"report_delay_s": 3600}}
     with tempfile.TemporaryDirectory() as tmp:
         sim = SimulatorProcess(Path(tmp), config).start()
-        host, port = sim.base_url.rsplit(":", 1)
         try:
-            request = raw_request(int(port), args.batch)
+            request = raw_request(sim.port, args.batch)
             for label, make in (
-                    ("raw", lambda: raw_worker(int(port), request)),
-                    ("client", lambda: client_worker(host, int(port), args.batch))):
+                    ("raw", lambda: raw_worker(sim.port, request)),
+                    ("client", lambda: client_worker(sim.host, sim.port, args.batch))):
                 total, errors, elapsed = drive(make, args.threads, args.seconds)
                 print(f"simulator [{label:6}]: {total / elapsed:7,.0f} requests/s, "
                       f"{total * args.batch / elapsed:9,.0f} messages/s "

@@ -13,14 +13,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sms_provider.vendors.profiles import PROFILES
+from tests.simulator_harness import credentials
+
+if TYPE_CHECKING:
+    from tests.simulator_harness import SimulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-CONN_IDS = {"emay_ims": "sms_emay_ims", "emay_fms": "sms_emay_fms", "eims": "sms_eims",
-            "eums": "sms_eums", "chuanglan": "sms_chuanglan"}
-LOGINS = {"emay_ims": ("app_id", "secret_key"), "emay_fms": ("app_id", "secret_key"),
-          "eims": ("account", "password"), "eums": ("name", "password"),
-          "chuanglan": ("account", "password")}
+#: every vendor's default connection id, by vendor
+CONN_IDS = {vendor: profile.default_conn_id for vendor, profile in PROFILES.items()}
 
 
 def configure(home: Path | None = None) -> Path:
@@ -42,15 +45,15 @@ def migrate() -> None:
                    capture_output=True, env=os.environ.copy(), timeout=300)
 
 
-def connection_env(base_url: str, config: dict[str, Any],
+def connection_env(sim: SimulatorProcess, config: dict[str, Any],
                    extras: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
-    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    """Every vendor's default connection (``sms_<vendor>``) to ``sim``, with the
+    accounts in ``config``, as ``AIRFLOW_CONN_*`` JSON variables."""
     env = {}
     for vendor, conn_id in CONN_IDS.items():
-        login_key, password_key = LOGINS[vendor]
-        conn = {"conn_type": vendor, "host": host, "port": int(port),
-                "login": config[vendor][login_key], "password": config[vendor][password_key],
-                "extra": (extras or {}).get(vendor, {})}
+        login, password = credentials(vendor, config)
+        conn = {"conn_type": vendor, "host": sim.host, "port": sim.port, "login": login,
+                "password": password, "extra": (extras or {}).get(vendor, {})}
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
     return env
 

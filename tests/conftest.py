@@ -47,7 +47,7 @@ def airflow_db() -> None:
 def campaign_env(sim: SimulatorProcess, airflow_db: None, tmp_path: Path,
                  monkeypatch: pytest.MonkeyPatch) -> Path:
     """Connections to the simulator and a fresh data root; returns the data root."""
-    for key, value in airflow_harness.connection_env(sim.base_url, DEFAULT_CONFIG).items():
+    for key, value in airflow_harness.connection_env(sim, DEFAULT_CONFIG).items():
         monkeypatch.setenv(key, value)
     root = tmp_path / "data"
     monkeypatch.setenv("SMS_DATA_ROOT", str(root))

@@ -1,6 +1,10 @@
-"""Start the real simulator process and talk to its admin API; a sink for pushes.
+"""Start the real simulator process and talk to its admin API; build clients against
+it; a sink for pushes.
 
-Tests use these through the fixtures in ``conftest.py``.
+Tests use these through the fixtures in ``conftest.py``: ``sim.client("eums",
+ver=17)`` is the EUMS client a connection to the simulator builds, with the
+default account; ``vendor_client("eims", push_sink.url)`` the same against any
+other URL.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from sms_provider.vendors.base import VendorClient
+from sms_provider.vendors.profiles import COMMON_EXTRAS, PROFILES
+from sms_provider.vendors.registry import build_client
+from sms_provider.vendors.transport import HttpSettings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -31,6 +40,43 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "chuanglan": {"account": "cl-user", "password": "cl-pass"},
     "simulation": {"seed": 7, "report_delay_s": 0.0},
 }
+
+
+HOST = "127.0.0.1"
+
+
+def credentials(vendor: str, config: dict[str, Any] | None = None) -> tuple[str, str]:
+    """The login and password of ``vendor``'s account in ``config`` (default: the
+    default one), read under the keywords its profile names."""
+    profile = PROFILES[vendor]
+    account = (config or DEFAULT_CONFIG)[vendor]
+    return account[profile.login_as], account[profile.password_as]
+
+
+def vendor_client(vendor: str, url: str, **fields: Any) -> VendorClient:
+    """The ``vendor`` client for ``url`` with the default account (its extras, such as
+    EUMS's ``aes_key``, included), built as a connection builds it.
+
+    ``fields`` are named as the client names them: the login and password by the
+    profile's keywords (``name=``/``password=`` for EUMS), any other one an extra
+    (``ver=17``, ``max_batch="10"``), so that they go through
+    :func:`~sms_provider.vendors.registry.build_client` and its coercion as a
+    connection's fields do. What no connection can carry goes to the profile's
+    client class directly, with the transport defaults a connection gets: a test
+    seam (``clock=``, ``template_text=``), or an empty login or password, which the
+    registry refuses before the client's own check could.
+    """
+    profile = PROFILES[vendor]
+    login, password = credentials(vendor)
+    account = {key: value for key, value in DEFAULT_CONFIG[vendor].items()
+               if key in profile.extras and value is not None}  # EUMS's aes_key
+    fields = {**account, **fields}
+    login = fields.pop(profile.login_as, login)
+    password = fields.pop(profile.password_as, password)
+    if login and password and fields.keys() <= profile.extras.keys() | COMMON_EXTRAS.keys():
+        return build_client(vendor, host=url, login=login, password=password, extras=fields)
+    return profile.client_class()(HttpSettings(url, account=login or None), **{
+        profile.login_as: login, profile.password_as: password, **fields})
 
 
 def free_port() -> int:
@@ -44,8 +90,8 @@ class SimulatorProcess:
 
     def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
         self.config = copy.deepcopy(config or DEFAULT_CONFIG)
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.host, self.port = HOST, free_port()
+        self.base_url = f"http://{self.host}:{self.port}"
         self.config_path = workdir / "simulator.json"
         self.config_path.write_text(json.dumps(self.config))
         self.log_path = workdir / "simulator.log"
@@ -78,6 +124,10 @@ class SimulatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self._log.close()
+
+    def client(self, vendor: str, **fields: Any) -> VendorClient:
+        """The ``vendor`` client a connection to this simulator builds (:func:`vendor_client`)."""
+        return vendor_client(vendor, self.base_url, **fields)
 
     # --- admin API -----------------------------------------------------------
     def reset(self, **overrides: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def counts(table, column: str) -> dict[str, int]:
 def test_faults_on_a_tenth_of_the_requests_lose_nobody_and_duplicate_nobody(
         sim: SimulatorProcess, campaign_env: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in connection_env(sim.base_url, sim.config, extras={
+    for key, value in connection_env(sim, sim.config, extras={
             "eums": {"max_batch": 20, "send_concurrency": 4}}).items():
         monkeypatch.setenv(key, value)
     mobiles = write_recipients(tmp_path / "recipients.csv")

@@ -39,8 +39,7 @@ print("RUN-STATE", run.state, flush=True)
 
 
 def held_rule(sim: SimulatorProcess) -> dict:
-    rules = sim.http.get(sim.base_url + "/_sim/faults", timeout=10).json()["rules"]
-    return next(r for r in rules if r["skip"] == HELD)
+    return next(r for r in sim.fault_rules() if r["skip"] == HELD)
 
 
 def write_recipients(path: Path) -> list[str]:
@@ -70,7 +69,7 @@ def test_sigkill_mid_shard_then_rerun_sends_every_recipient_exactly_once(
                {"kind": "accept_drop", "vendor": "eums", "path": "send", "probability": 0.2,
                 "seed": 11})
     env = {**os.environ, "SMS_DATA_ROOT": str(tmp_path / "data"),
-           **connection_env(sim.base_url, sim.config,
+           **connection_env(sim, sim.config,
                             extras={"eums": {"max_batch": 20, "send_concurrency": 1}})}
     env.pop("SMS_LEDGER_URL", None)
     conf = {"campaign_id": "crash-1", "recipients": str(tmp_path / "recipients.csv"),

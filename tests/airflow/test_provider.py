@@ -50,7 +50,7 @@ def test_every_client_setting_has_a_form_field_and_back(conn_type: str) -> None:
 
 @pytest.fixture
 def eums_uri(sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, airflow_db) -> str:
-    host, port = sim.base_url.removeprefix("http://").rsplit(":", 1)
+    host, port = sim.host, sim.port
     cfg = DEFAULT_CONFIG["eums"]
     uri = f"eums://{cfg['name']}:{cfg['password']}@{host}:{port}?ver=17&aes_key={cfg['aes_key']}"
     monkeypatch.setenv("AIRFLOW_CONN_SMS_EUMS", uri)
@@ -106,7 +106,7 @@ def test_wrong_credentials_fail_the_connection_test_without_echoing_them(
         sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, airflow_db) -> None:
     from sms_provider.hooks.sms import hook_for_connection
 
-    host, port = sim.base_url.removeprefix("http://").rsplit(":", 1)
+    host, port = sim.host, sim.port
     monkeypatch.setenv("AIRFLOW_CONN_SMS_CL", json.dumps({
         "conn_type": "chuanglan", "host": host, "port": int(port), "login": "cl-user",
         "password": "not-the-password"}))
@@ -118,7 +118,7 @@ def test_a_vendor_without_balance_call_still_checks_the_configuration(
         sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, airflow_db) -> None:
     from sms_provider.hooks.sms import hook_for_connection
 
-    host, port = sim.base_url.removeprefix("http://").rsplit(":", 1)
+    host, port = sim.host, sim.port
     monkeypatch.setenv("AIRFLOW_CONN_SMS_IMS", f"emay-ims://app:k@{host}:{port}?mode=secure")
     ok, message = hook_for_connection("sms_ims").test_connection()
     assert not ok and "16, 24 or 32 bytes" in message

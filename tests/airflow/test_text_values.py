@@ -17,7 +17,6 @@ import pyarrow.dataset as ds
 import pytest
 
 from sms_provider.data.content import ContentTemplate
-from sms_provider.vendors.registry import build_client
 from tests.airflow_harness import ROOT, connection_env, load_dag
 from tests.simulator_harness import DEFAULT_CONFIG, SimulatorProcess
 
@@ -85,16 +84,13 @@ def recipients_as(folder: Path, name: str, column: str) -> Path:
 def connection_as(sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, conn_id: str,
                   vendor: str, extra: dict[str, Any] | None = None) -> None:
     """A connection called ``conn_id`` to the simulator's ``vendor``."""
-    env = connection_env(sim.base_url, DEFAULT_CONFIG, {vendor: extra or {}})
+    env = connection_env(sim, DEFAULT_CONFIG, {vendor: extra or {}})
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}",
                        env[f"AIRFLOW_CONN_SMS_{vendor.upper()}"])
 
 
 def fms_client(sim: SimulatorProcess, mode: str = "normal"):
-    host, port = sim.base_url.removeprefix("http://").rsplit(":", 1)
-    cfg = DEFAULT_CONFIG["emay_fms"]
-    return build_client("emay_fms", host=host, port=int(port), login=cfg["app_id"],
-                        password=cfg["secret_key"], extras={"mode": mode})
+    return sim.client("emay_fms", mode=mode)
 
 
 @pytest.mark.parametrize(("campaign_id", "value"), CASES, ids=IDS)

@@ -38,21 +38,11 @@ from sms_provider.errors import AmbiguousError, RetryableError
 from sms_provider.models import InboundMessage, SubmissionStatus
 from sms_provider.vendors.base import OutboundMessage, VendorClient
 from sms_provider.vendors.clock import china_now
-from sms_provider.vendors.registry import build_client
+from sms_provider.vendors.profiles import PROFILES
 from tests.simulator_harness import SimulatorProcess
 
-CREDENTIALS = {"emay_ims": ("app_id", "secret_key"), "emay_fms": ("app_id", "secret_key"),
-               "eims": ("account", "password"), "eums": ("name", "password"),
-               "chuanglan": ("account", "password")}
 ALL_REPORTED = {"delivered": 0.8, "failed": 0.2, "silent": 0.0}
 EUMS_TEXT = "【测试】您的验证码是123456"
-
-
-def make_client(sim: SimulatorProcess, vendor: str, **extras: Any) -> VendorClient:
-    login, password = CREDENTIALS[vendor]
-    cfg = sim.config[vendor]
-    return build_client(vendor, host=sim.base_url, login=cfg[login], password=cfg[password],
-                        extras={"timeout": 10, **extras})
 
 
 @pytest.fixture
@@ -63,7 +53,7 @@ def root(tmp_path: Path) -> DataRoot:
 @pytest.fixture
 def eums(sim: SimulatorProcess) -> Iterator[VendorClient]:
     sim.reset(eums={"pull_batch": 7}, simulation={"outcomes": ALL_REPORTED})
-    with make_client(sim, "eums") as client:
+    with sim.client("eums") as client:
         yield client
 
 
@@ -132,7 +122,7 @@ def test_lost_answer_surfaces_and_keeps_what_was_saved(sim, eums, root, caplog):
 
 def test_emay_pulls_drain_pages_of_500(sim, root):
     sim.reset(simulation={"outcomes": ALL_REPORTED})
-    with make_client(sim, "emay_ims") as ims:
+    with sim.client("emay_ims") as ims:
         for chunk in range(2):
             ims.send([OutboundMessage(f"0061422{chunk}{i:05d}", "Your code is 1234",
                                       custom_id=f"c{chunk}-{i}") for i in range(300)])
@@ -144,7 +134,7 @@ def test_emay_pulls_drain_pages_of_500(sim, root):
 
 def test_emay_fms_reports_are_pulled(sim, root):
     text = "【测试】${name}您好，验证码${code}"
-    with make_client(sim, "emay_fms") as fms:
+    with sim.client("emay_fms") as fms:
         template_id = fms.register_template(text).template_id
         subs = fms.send([OutboundMessage(f"1390000{i:04d}", custom_id=f"f{i}",
                                          variables={"name": "李雷", "code": "1"})
@@ -156,7 +146,7 @@ def test_emay_fms_reports_are_pulled(sim, root):
 
 
 def test_push_only_vendor_is_skipped(sim, root):
-    with make_client(sim, "chuanglan") as client:
+    with sim.client("chuanglan") as client:
         result = collect_reports(client, root, "sms_chuanglan")
         inbound = collect_inbound(client, root, "sms_chuanglan")
     assert result.skipped == {"no_pull": 1}
@@ -200,7 +190,7 @@ class QuerySpy:
 def test_eims_queries_open_ids_in_pages_of_200_and_never_final_ones_again(sim, root):
     sim.reset(simulation={"outcomes": {"delivered": 0.6, "failed": 0.2, "silent": 0.2}})
     mobiles = [f"86139{i:08d}" for i in range(450)]
-    with make_client(sim, "eims") as client:
+    with sim.client("eims") as client:
         subs = client.send([OutboundMessage(m, "Your code is 1234") for m in mobiles])
         assert all(s.status is SubmissionStatus.SUBMITTED for s in subs)
         ids = [s.message_id for s in subs]
@@ -238,7 +228,7 @@ def test_eims_queries_open_ids_in_pages_of_200_and_never_final_ones_again(sim, r
 def test_eims_failed_query_keeps_earlier_pages_and_the_rerun_goes_on(sim, root, caplog):
     sim.reset(simulation={"outcomes": ALL_REPORTED})
     mobiles = [f"86135{i:08d}" for i in range(450)]
-    with make_client(sim, "eims") as client:
+    with sim.client("eims") as client:
         ids = [s.message_id for s in client.send([OutboundMessage(m, "hi") for m in mobiles])]
         write_submissions(root, "c2", "sms_eims", ids, mobiles)
         sim.faults({"kind": "latency", "vendor": "eims", "path": "getreport", "count": 1},
@@ -256,7 +246,7 @@ def test_eims_failed_query_keeps_earlier_pages_and_the_rerun_goes_on(sim, root, 
 
 def test_eims_pushed_final_reports_stop_queries(sim, root):
     mobiles = [f"86137{i:08d}" for i in range(3)]
-    with make_client(sim, "eims") as client:
+    with sim.client("eims") as client:
         ids = [s.message_id for s in client.send([OutboundMessage(m, "hi") for m in mobiles])]
         write_submissions(root, "c1", "sms_eims", ids, mobiles)
         assert pending_message_ids(root, "sms_eims").ids == ids
@@ -278,9 +268,9 @@ def test_opt_out_replies_reach_the_suppression_list_and_prepare_drops_them(sim, 
     sim.inject_mo("eums", "13700137000", "td")
     sim.inject_mo("eums", "13700137001", "好的，谢谢")
 
-    with make_client(sim, "eims") as eims:
+    with sim.client("eims") as eims:
         from_eims = collect_inbound(eims, root, "sms_eims")
-    with make_client(sim, "eums") as eums:
+    with sim.client("eums") as eums:
         from_eums = collect_inbound(eums, root, "sms_eums")
 
     assert (from_eims.calls, from_eims.pages, from_eims.rows) == (3, 2, 53)
@@ -341,7 +331,7 @@ def test_eums_statistics_written_and_rate_limit_skipped(sim, eums, root, caplog)
         limited = collect_statistics(eums, root, "sms_eums")
     assert (limited.calls, limited.paths, limited.skipped) == (0, [], {"rate_limited": 1})
     assert "rate limited" in caplog.text
-    with make_client(sim, "eums") as fresh:  # a new process: the gateway says 131
+    with sim.client("eums") as fresh:  # a new process: the gateway says 131
         assert collect_statistics(fresh, root, "sms_eums").skipped == {"rate_limited": 1}
     assert len(root.list_files("statistics", "sms_eums", "daily")) == 3
 
@@ -350,15 +340,15 @@ def test_statistics_window_limits(sim, eums, root):
     assert collect_statistics(eums, root, "sms_eums").skipped == {"no_data": 1}
     with pytest.raises(ValueError, match="between 1 and 31"):
         collect_statistics(eums, root, "sms_eums", days=32)
-    with make_client(sim, "eims") as eims:
+    with sim.client("eims") as eims:
         assert collect_statistics(eims, root, "sms_eims").skipped == {"no_statistics": 1}
 
 
 # --- balances ------------------------------------------------------------------------
-@pytest.mark.parametrize("vendor", sorted(CREDENTIALS))
+@pytest.mark.parametrize("vendor", sorted(PROFILES))
 def test_balance_snapshot(sim, root, vendor):
     conn_id = f"sms_{vendor}"
-    with make_client(sim, vendor) as client:
+    with sim.client(vendor) as client:
         result = snapshot_balance(client, root, conn_id)
     if vendor == "emay_ims":
         assert result.skipped == {"no_balance_call": 1} and result.paths == []

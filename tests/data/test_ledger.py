@@ -135,12 +135,9 @@ sys.path[:0] = [{root!r}, {plugins!r}]
 import pyarrow.parquet as pq
 from sms_provider.data.ledger import SendLedger
 from sms_provider.data.send import ShardSender
-from sms_provider.vendors.registry import build_client
-from tests.simulator_harness import DEFAULT_CONFIG
+from tests.simulator_harness import vendor_client
 from tests.data.test_send import shard_table
-client = build_client("eums", host="http://127.0.0.1", port={port}, extras={{"max_batch": "10"}},
-                      login=DEFAULT_CONFIG["eums"]["name"],
-                      password=DEFAULT_CONFIG["eums"]["password"])
+client = vendor_client("eums", "http://127.0.0.1:{port}", max_batch="10")
 ledger = SendLedger({url!r})
 result = ShardSender(client, ledger, "camp-1", 0, concurrency=2).run(shard_table(200))
 pq.write_table(result.table, {out!r})

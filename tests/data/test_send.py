@@ -35,8 +35,7 @@ from sms_provider.data.send import (
     request_reference,
 )
 from sms_provider.models import AcceptedBatch, Submission
-from sms_provider.vendors.registry import build_client
-from tests.simulator_harness import DEFAULT_CONFIG, ROOT, SimulatorProcess
+from tests.simulator_harness import ROOT, SimulatorProcess
 
 
 def shard_table(n: int, *, content: str = "【Shop】hello", start: int = 1,
@@ -50,10 +49,7 @@ def shard_table(n: int, *, content: str = "【Shop】hello", start: int = 1,
 
 
 def eums(sim: SimulatorProcess, **extras) -> object:
-    host, port = sim.base_url.rsplit(":", 1)
-    cfg = DEFAULT_CONFIG["eums"]
-    return build_client("eums", host=host, port=int(port), login=cfg["name"],
-                        password=cfg["password"], extras={"max_batch": "10", **extras})
+    return sim.client("eums", max_batch="10", **extras)
 
 
 @pytest.fixture
@@ -157,9 +153,7 @@ def test_changed_prepared_data_is_refused(sim, ledger) -> None:
 
 
 def test_wrong_credentials_stop_the_shard_and_a_fixed_rerun_sends(sim, ledger) -> None:
-    host, port = sim.base_url.rsplit(":", 1)
-    bad = build_client("eums", host=host, port=int(port), login="eumsuser",
-                       password="wrong-password", extras={"max_batch": "10"})
+    bad = sim.client("eums", password="wrong-password", max_batch="10")
     result = sender(bad, ledger).run(shard_table(30))
     assert not result.complete and result.errors[0].startswith("sending stopped")
     assert "wrong-password" not in " ".join(result.errors)

@@ -27,19 +27,14 @@ from sms_provider.data.reports import dedupe, read_all
 from sms_provider.data.schemas import INBOUND_SCHEMA, REPORT_SCHEMA, SUPPRESSION_SCHEMA
 from sms_provider.data.storage import DataRoot
 from sms_provider.receiver.app import app_from_env, create_app
+from sms_provider.receiver.compaction import compact, landed_files
 from sms_provider.receiver.config import ReceiverConfig, ReceiverConfigError
-from sms_provider.receiver.landing import (
-    CHUANGLAN_MO,
-    Lander,
-    LandingRecord,
-    compact,
-    landed_files,
-)
+from sms_provider.receiver.landing import Lander
+from sms_provider.receiver.records import CHUANGLAN_MO, LandingRecord
 from sms_provider.receiver.redaction import RedactingFilter, redact_path
 from sms_provider.receiver.server import server_config
 from sms_provider.vendors import emay_common
 from sms_provider.vendors.base import OutboundMessage
-from sms_provider.vendors.registry import build_client
 from tests.simulator_harness import DEFAULT_CONFIG, ROOT, SimulatorProcess, free_port
 
 IMS = DEFAULT_CONFIG["emay_ims"]
@@ -208,13 +203,9 @@ def push_config(receiver: ReceiverProcess | ThreadedReceiver, emay_mode: str = "
 
 def send(sim: SimulatorProcess, vendor: str, count: int, batch: int = 40) -> None:
     """``count`` messages through the real client, ``batch`` a request."""
-    creds = {"chuanglan": ("account", "password"), "emay_ims": ("app_id", "secret_key"),
-             "eims": ("account", "password")}[vendor]
-    cfg = sim.config[vendor]
     number = {"chuanglan": "139{:08d}", "emay_ims": "0086139{:08d}",
               "eims": "86139{:08d}"}[vendor]
-    with build_client(vendor, host="127.0.0.1", port=sim.port, login=cfg[creds[0]],
-                      password=cfg[creds[1]]) as client:
+    with sim.client(vendor) as client:
         for start in range(0, count, batch):
             client.send([OutboundMessage(mobile=number.format(i), content="【Shop】hello",
                                          custom_id=f"c{i:06d}" if vendor == "emay_ims" else None)

@@ -22,8 +22,8 @@ import requests
 from sms_provider.data.reports import dedupe, read_all
 from sms_provider.data.schemas import INBOUND_SCHEMA, REPORT_SCHEMA
 from sms_provider.data.storage import DataRoot
+from sms_provider.receiver.compaction import compact, landed_files
 from sms_provider.receiver.config import ReceiverConfig, ReceiverConfigError
-from sms_provider.receiver.landing import compact, landed_files
 from sms_provider.vendors import emay_common
 from sms_provider.vendors.codec import aes_encrypt
 from tests.receiver.test_receiver import (

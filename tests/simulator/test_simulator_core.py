@@ -149,20 +149,14 @@ def test_a_restarted_simulator_hands_out_new_message_ids(tmp_path) -> None:
     """Reports are matched by vendor id across every campaign on a connection, so a
     restarted simulator must not reuse the ids an earlier one gave out (as no vendor would)."""
     from sms_provider.vendors.base import OutboundMessage
-    from sms_provider.vendors.registry import build_client
-    from tests.simulator_harness import DEFAULT_CONFIG
 
     seen: dict[str, list[str]] = {}
     for run in range(2):
         (tmp_path / f"run-{run}").mkdir()
         proc = SimulatorProcess(tmp_path / f"run-{run}").start()
         try:
-            host, port = proc.base_url.rsplit(":", 1)
             for vendor in ("eims", "emay_ims"):
-                cfg = DEFAULT_CONFIG[vendor]
-                login = cfg.get("account") or cfg.get("app_id")
-                client = build_client(vendor, host=host, port=int(port), login=login,
-                                      password=cfg.get("password") or cfg.get("secret_key"))
+                client = proc.client(vendor)
                 mobile = "8613800138000" if vendor == "eims" else "008613800138000"
                 subs = client.send([OutboundMessage(mobile, "【Shop】hello", None)])
                 seen.setdefault(vendor, []).append(subs[0].message_id)

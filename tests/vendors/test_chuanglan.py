@@ -28,7 +28,6 @@ from sms_provider.vendors.chuanglan import (
     BALANCE_PATH,
     CODES,
     SEND_PATH,
-    ChuanglanClient,
     parse_balance_response,
     parse_emshead,
     parse_push_mo,
@@ -37,26 +36,19 @@ from sms_provider.vendors.chuanglan import (
     verify_push_credentials,
 )
 from sms_provider.vendors.clock import CHINA_TZ
-from sms_provider.vendors.transport import HttpSettings
+from tests.simulator_harness import credentials
 
 V = "chuanglan"
-ACCOUNT, PASSWORD = "cl-user", "cl-pass"
+ACCOUNT, PASSWORD = credentials(V)
 TEXT = "【朗宇信息】您好，您的验证码是1234"
 MOBILES = ["13800138000", "18900000000", "13912345678"]
 ALL_DELIVERED = {"simulation": {"outcomes": {"delivered": 1.0, "failed": 0, "silent": 0}}}
 ALL_FAILED = {"simulation": {"outcomes": {"delivered": 0, "failed": 1.0, "silent": 0}}}
 
 
-def make_client(sim, **kwargs) -> ChuanglanClient:
-    settings = HttpSettings(base_url=sim.base_url, read_timeout=5)
-    kwargs.setdefault("account", ACCOUNT)
-    kwargs.setdefault("password", PASSWORD)
-    return ChuanglanClient(settings, **kwargs)
-
-
 @pytest.fixture
 def client(sim):
-    with make_client(sim) as c:
+    with sim.client(V) as c:
         yield c
 
 
@@ -107,7 +99,7 @@ def test_send_keeps_custom_ids_locally(sim, client):
 
 
 def test_send_without_needstatus_has_no_msgid(sim):
-    with make_client(sim, needstatus=False) as c:
+    with sim.client(V, needstatus=False) as c:
         subs = c.send(batch())
     assert all(s.message_id is None for s in subs)
     got = sim.messages(V)
@@ -116,14 +108,14 @@ def test_send_without_needstatus_has_no_msgid(sim):
 
 def test_send_with_product_and_extno(sim):
     sim.reset(chuanglan={"products": ["274463133", "555"]})
-    with make_client(sim, product="555", extno="0123") as c:
+    with sim.client(V, product="555", extno="0123") as c:
         c.send(batch(MOBILES[:1]))
     (m,) = sim.messages(V)
     assert m["product"] == "555" and m["extno"] == "0123"
 
 
 def test_unknown_product_is_112(sim):
-    with make_client(sim, product="999") as c, pytest.raises(PermanentError) as exc:
+    with sim.client(V, product="999") as c, pytest.raises(PermanentError) as exc:
         c.send(batch())
     assert exc.value.code == "112" and type(exc.value) is PermanentError
     assert sim.messages(V) == []
@@ -132,7 +124,7 @@ def test_unknown_product_is_112(sim):
 def test_wrong_password_is_102_and_secret_free(sim, caplog):
     caplog.set_level(logging.DEBUG)
     secret = "s3cret-Pa55"
-    with make_client(sim, password=secret) as c:
+    with sim.client(V, password=secret) as c:
         assert secret not in repr(c)
         with pytest.raises(AuthenticationError) as exc:
             c.send(batch())
@@ -146,7 +138,7 @@ def test_wrong_password_is_102_and_secret_free(sim, caplog):
 
 
 def test_wrong_account_is_101(sim):
-    with make_client(sim, account="nobody") as c:
+    with sim.client(V, account="nobody") as c:
         with pytest.raises(AuthenticationError) as exc:
             c.send(batch())
         assert exc.value.code == "101"
@@ -194,7 +186,7 @@ def test_content_limit_client_side(sim, client):
         client.send(batch(content="【签名】" + "x" * 533))
     with pytest.raises(LimitExceededError, match="empty"):
         client.send(batch(content=""))
-    with make_client(sim, max_content_chars=20) as c, pytest.raises(
+    with sim.client(V, max_content_chars=20) as c, pytest.raises(
             LimitExceededError, match="limit is 20"):
         c.send(batch(content="【签名】" + "x" * 17))
     assert sim.messages(V) == []
@@ -202,7 +194,7 @@ def test_content_limit_client_side(sim, client):
 
 
 def test_content_limit_simulator_side(sim):
-    with make_client(sim, max_content_chars=700) as c, pytest.raises(
+    with sim.client(V, max_content_chars=700) as c, pytest.raises(
             LimitExceededError) as exc:
         c.send(batch(content="【签名】" + "x" * 600))
     assert exc.value.code == "106"
@@ -210,7 +202,7 @@ def test_content_limit_simulator_side(sim):
     assert raw(sim, mobile=MOBILES[0], msg="").endswith(",106")
     assert raw(sim, mobile=MOBILES[0]).endswith(",106")
     sim.reset(chuanglan={"max_content_chars": 10})
-    with make_client(sim) as c, pytest.raises(LimitExceededError) as exc:
+    with sim.client(V) as c, pytest.raises(LimitExceededError) as exc:
         c.send(batch(content=TEXT))
     assert exc.value.code == "106"
     assert sim.messages(V) == []
@@ -219,16 +211,16 @@ def test_content_limit_simulator_side(sim):
 @pytest.mark.parametrize("bad", [0, 50_001])
 def test_max_batch_setting_bounds(sim, bad):
     with pytest.raises(LimitExceededError, match="max_batch"):
-        make_client(sim, max_batch=bad)
+        sim.client(V, max_batch=bad)
 
 
 def test_number_limit_client_side(sim):
-    with make_client(sim, max_batch=2) as c:
+    with sim.client(V, max_batch=2) as c:
         with pytest.raises(LimitExceededError, match=r"3 recipients.*limit is 2"):
             c.send(batch())
         with pytest.raises(LimitExceededError, match="no recipients"):
             c.send([])
-    with make_client(sim) as c:
+    with sim.client(V) as c:
         many = [OutboundMessage(mobile=f"13{i:09d}", content=TEXT) for i in range(50_001)]
         with pytest.raises(LimitExceededError, match=r"50001 recipients.*limit is 50000"):
             c.send(many)
@@ -237,7 +229,7 @@ def test_number_limit_client_side(sim):
 
 def test_number_limit_simulator_side(sim):
     sim.reset(chuanglan={"max_numbers": 2})
-    with make_client(sim) as c, pytest.raises(LimitExceededError) as exc:
+    with sim.client(V) as c, pytest.raises(LimitExceededError) as exc:
         c.send(batch())
     assert exc.value.code == "108"
     sim.reset()
@@ -276,7 +268,7 @@ def test_duplicate_and_mixed_content_refused(sim, client):
 
 def test_extno_must_be_digits(sim):
     with pytest.raises(LimitExceededError, match="extno"):
-        make_client(sim, extno="12a")
+        sim.client(V, extno="12a")
     answer = raw(sim, mobile=MOBILES[0], msg=TEXT, extno="12a")
     with pytest.raises(PermanentError) as exc:
         parse_send_response(answer, needstatus=True)
@@ -289,7 +281,7 @@ def test_extno_must_be_digits(sim):
 ])
 def test_bad_settings_refused(sim, kwargs):
     with pytest.raises((AuthenticationError, LimitExceededError)):
-        make_client(sim, **kwargs)
+        sim.client(V, **kwargs)
 
 
 def test_capabilities(client):
@@ -494,9 +486,9 @@ def test_pushed_reports_failed_states(sim, push_sink, client):
 
 def test_no_reports_pushed_without_needstatus(sim, push_sink):
     sim.reset(chuanglan={"push_url": push_sink.url + "/r", **ALL_DELIVERED})
-    with make_client(sim, needstatus=False) as quiet:
+    with sim.client(V, needstatus=False) as quiet:
         quiet.send(batch(MOBILES[:2]))
-    with make_client(sim) as loud:
+    with sim.client(V) as loud:
         loud.send(batch(MOBILES[2:]))
     # The quiet request's reports fall due first, so they would have come first.
     assert [r.query["mobile"] for r in push_sink.wait_for(1)] == MOBILES[2:]

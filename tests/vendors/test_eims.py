@@ -33,10 +33,8 @@ from sms_provider.errors import (
 from sms_provider.models import Balance, DeliveryStatus, SubmissionStatus
 from sms_provider.vendors.base import Capability, OutboundMessage
 from sms_provider.vendors.clock import CHINA_TZ
-from sms_provider.vendors.eims import (
-    CODES,
-    REPORT_STATE_DESCRIPTIONS,
-    EimsClient,
+from sms_provider.vendors.eims import EimsClient
+from sms_provider.vendors.eims_answers import (
     parse_answer,
     parse_balance_answer,
     parse_inbound_answer,
@@ -44,20 +42,15 @@ from sms_provider.vendors.eims import (
     parse_report_answer,
     parse_send_answer,
 )
+from sms_provider.vendors.eims_codes import CODES, REPORT_STATE_DESCRIPTIONS
 from sms_provider.vendors.eims_seq import FileSeqSource, MemorySeqSource
-from sms_provider.vendors.transport import HttpSettings
-from tests.simulator_harness import ROOT, PushSink, SimulatorProcess
+from tests.simulator_harness import ROOT, PushSink, SimulatorProcess, credentials, vendor_client
 
-ACCOUNT, PASSWORD = "eimsuser", "eims-pass"
+VENDOR = "eims"
+ACCOUNT, PASSWORD = credentials(VENDOR)
 MD5_KEY = "negotiated-md5-key"
 MOBILES = ["8613800138000", "8613900139000", "85291234567"]
 FAILURE_CODES = {str(s) for s in REPORT_STATE_DESCRIPTIONS if s >= 1000}
-
-
-def make_client(url: str, **kwargs: Any) -> EimsClient:
-    kwargs.setdefault("account", ACCOUNT)
-    kwargs.setdefault("password", PASSWORD)
-    return EimsClient(HttpSettings(base_url=url, read_timeout=5), **kwargs)
 
 
 CODE_TEXT = "【Shop】Your code is 1234"
@@ -85,7 +78,7 @@ def md5_params(*, seq: int, stamp: int | None = None, key: str = MD5_KEY,
 
 @pytest.fixture
 def client(sim: SimulatorProcess) -> Iterator[EimsClient]:
-    with make_client(sim.base_url) as c:
+    with sim.client(VENDOR) as c:
         yield c
 
 
@@ -97,33 +90,33 @@ def md5_sim(sim: SimulatorProcess) -> SimulatorProcess:
 
 # --- construction ---------------------------------------------------------------------
 def test_capabilities_and_batch_limits_per_method(sim: SimulatorProcess) -> None:
-    post = make_client(sim.base_url)
-    get = make_client(sim.base_url, method="GET")
+    post = sim.client(VENDOR)
+    get = sim.client(VENDOR, method="GET")
     assert post.max_batch == 10000 and get.max_batch == 100
     for cap in (Capability.SEND, Capability.QUERY_REPORTS, Capability.PUSH_REPORTS,
                 Capability.INBOUND, Capability.BALANCE):
         assert post.supports(cap)
     assert not post.supports(Capability.PULL_REPORTS)
     with pytest.raises(LimitExceededError, match="between 1 and 100"):
-        make_client(sim.base_url, method="get", max_batch=101)
+        sim.client(VENDOR, method="get", max_batch=101)
     with pytest.raises(LimitExceededError, match="between 1 and 10000"):
-        make_client(sim.base_url, max_batch=10001)
-    assert make_client(sim.base_url, max_batch=500).max_batch == 500
+        sim.client(VENDOR, max_batch=10001)
+    assert sim.client(VENDOR, max_batch=500).max_batch == 500
     with pytest.raises(PermanentError, match="method"):
-        make_client(sim.base_url, method="put")
+        sim.client(VENDOR, method="put")
     with pytest.raises(LimitExceededError, match="max_content_chars"):
-        make_client(sim.base_url, max_content_chars=0)
+        sim.client(VENDOR, max_content_chars=0)
 
 
 def test_secrets_stay_out_of_repr_and_errors(sim: SimulatorProcess) -> None:
-    c = make_client(sim.base_url, md5_key=MD5_KEY)
+    c = sim.client(VENDOR, md5_key=MD5_KEY)
     assert PASSWORD not in repr(c) and MD5_KEY not in repr(c)
     assert "md5" in repr(c) and ACCOUNT in repr(c)
     with pytest.raises(AuthenticationError) as err:
         c.balance()  # the simulator runs in plain mode: the md5 password is refused
     assert err.value.code == "-1"
     assert PASSWORD not in str(err.value) and MD5_KEY not in str(err.value)
-    plain = make_client(sim.base_url, password="wrong-secret-pw")
+    plain = sim.client(VENDOR, password="wrong-secret-pw")
     with pytest.raises(AuthenticationError) as err:
         plain.send(outbound(MOBILES[:1]))
     assert "wrong-secret-pw" not in str(err.value) and "wrong-secret-pw" not in repr(plain)
@@ -149,7 +142,7 @@ def test_plain_password_in_the_query_never_reaches_a_log_line(
 
 def test_balance_follows_price_gift_and_charges(sim: SimulatorProcess) -> None:
     sim.reset(eims={"price": "0.10", "gift": "12.5", "balance": 100})
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     assert c.balance() == [Balance(Decimal("10"), "money", gift=Decimal("12.5"))]
     c.send(outbound(MOBILES[:2], "x" * 140))  # 2 numbers x 3 items
     assert sim.balance("eims") == 94
@@ -159,7 +152,7 @@ def test_balance_follows_price_gift_and_charges(sim: SimulatorProcess) -> None:
 # --- send ------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["post", "get"])
 def test_send_records_what_was_asked(sim: SimulatorProcess, method: str) -> None:
-    c = make_client(sim.base_url, method=method)
+    c = sim.client(VENDOR, method=method)
     content = "【商城】您的验证码是 1234，& 勿告诉他人 ?=+"
     subs = c.send(outbound(MOBILES, content))
     assert [s.mobile for s in subs] == MOBILES
@@ -184,7 +177,7 @@ def test_wire_format_of_get_and_post(push_sink: PushSink) -> None:
     # The sink answers "ok", which is no EIMS answer: that is a ProtocolError too.
     for method in ("get", "post"):
         with pytest.raises(ProtocolError, match="not JSON"):
-            make_client(push_sink.url, method=method).send(outbound(MOBILES[:2], "a b&c"))
+            vendor_client(VENDOR, push_sink.url, method=method).send(outbound(MOBILES[:2], "a b&c"))
     get, post = push_sink.wait_for(2)
     assert (get.method, get.path) == ("GET", "/sendsms")
     assert get.query == {"account": ACCOUNT, "password": PASSWORD, "smstype": "0",
@@ -196,7 +189,7 @@ def test_wire_format_of_get_and_post(push_sink: PushSink) -> None:
 
 
 def test_md5_mode_wire_format(push_sink: PushSink, tmp_path: Path) -> None:
-    c = make_client(push_sink.url, md5_key=MD5_KEY, seq_path=tmp_path / "seq")
+    c = vendor_client(VENDOR, push_sink.url, md5_key=MD5_KEY, seq_path=tmp_path / "seq")
     with pytest.raises(ProtocolError):
         c.balance()
     with pytest.raises(ProtocolError):
@@ -233,7 +226,7 @@ def test_all_numbers_refused_is_minus_9(client: EimsClient) -> None:
 
 
 def test_client_limits_are_checked_before_sending(sim: SimulatorProcess) -> None:
-    post, get = make_client(sim.base_url), make_client(sim.base_url, method="get")
+    post, get = sim.client(VENDOR), sim.client(VENDOR, method="get")
     cases = [
         (get, outbound(numbers(101)), "101 recipients"),
         (post, outbound(numbers(10001)), "10001 recipients"),
@@ -252,11 +245,11 @@ def test_client_limits_are_checked_before_sending(sim: SimulatorProcess) -> None
     with pytest.raises(PermanentError, match="no templates"):
         post.send(outbound(MOBILES), template_id="900001")
     assert sim.messages("eims") == []
-    assert len(make_client(sim.base_url).send(outbound(MOBILES, "x" * 1024))) == 3
+    assert len(sim.client(VENDOR).send(outbound(MOBILES, "x" * 1024))) == 3
 
 
 def test_simulator_refuses_long_content_itself(sim: SimulatorProcess) -> None:
-    c = make_client(sim.base_url, max_content_chars=2000)
+    c = sim.client(VENDOR, max_content_chars=2000)
     with pytest.raises(LimitExceededError) as err:
         c.send(outbound(MOBILES[:1], "x" * 1025))
     assert err.value.code == "-5"
@@ -353,7 +346,7 @@ def test_every_status_code_maps_into_the_taxonomy() -> None:
 
 def test_ip_restriction_is_minus_2_everywhere(sim: SimulatorProcess) -> None:
     sim.reset(eims={"ip_denied": True})
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     calls = [c.balance, lambda: c.send(outbound(MOBILES[:1])), lambda: c.query_reports(["1"]),
              c.pull_inbound]
     for call in calls:
@@ -364,19 +357,19 @@ def test_ip_restriction_is_minus_2_everywhere(sim: SimulatorProcess) -> None:
 
 def test_locked_account_is_minus_13(sim: SimulatorProcess) -> None:
     sim.reset(eims={"locked": True})
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     for call in (c.balance, lambda: c.send(outbound(MOBILES[:1])), c.pull_inbound):
         with pytest.raises(AuthenticationError, match="locked") as err:
             call()
         assert err.value.code == "-13"
     with pytest.raises(AuthenticationError) as err:  # a wrong password is checked first
-        make_client(sim.base_url, password="nope").balance()
+        sim.client(VENDOR, password="nope").balance()
     assert err.value.code == "-1"
 
 
 def test_sensitive_words_and_templates(sim: SimulatorProcess) -> None:
     sim.reset(eims={"sensitive_words": ["赌博"], "templates": [r"【Shop】Your code is \d{4}"]})
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     with pytest.raises(PermanentError) as err:
         c.send(outbound(MOBILES[:1], "【Shop】赌博"))
     assert err.value.code == "-3" and "sensitive" in str(err.value)
@@ -389,7 +382,7 @@ def test_sensitive_words_and_templates(sim: SimulatorProcess) -> None:
 
 def test_no_balance_is_minus_10_and_charges_nothing(sim: SimulatorProcess) -> None:
     sim.reset(eims={"balance": 2})
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     with pytest.raises(InsufficientBalanceError) as err:
         c.send(outbound(MOBILES))
     assert err.value.code == "-10"
@@ -401,14 +394,14 @@ def test_no_balance_is_minus_10_and_charges_nothing(sim: SimulatorProcess) -> No
 def test_platform_batch_error_is_ambiguous(sim: SimulatorProcess) -> None:
     sim.reset(eims={"batch_error": True})
     with pytest.raises(AmbiguousError) as err:
-        make_client(sim.base_url).send(outbound(MOBILES))
+        sim.client(VENDOR).send(outbound(MOBILES))
     assert err.value.code == "-12" and not isinstance(err.value, PermanentError)
     assert [m["mobile"] for m in sim.messages("eims")] == MOBILES  # it did take them
 
 
 # --- md5 mode --------------------------------------------------------------------------
 def test_md5_mode_every_endpoint(md5_sim: SimulatorProcess, tmp_path: Path) -> None:
-    c = make_client(md5_sim.base_url, md5_key=MD5_KEY, seq_path=tmp_path / "eims.seq")
+    c = md5_sim.client(VENDOR, md5_key=MD5_KEY, seq_path=tmp_path / "eims.seq")
     assert c.balance()[0].amount == Decimal("50000")
     first = int((tmp_path / "eims.seq").read_text())
     assert abs(first - time.time()) < 5  # a new file starts at the current Unix time
@@ -417,8 +410,7 @@ def test_md5_mode_every_endpoint(md5_sim: SimulatorProcess, tmp_path: Path) -> N
         s.message_id for s in subs]
     md5_sim.inject_mo("eims", MOBILES[0], "TD")
     assert [m.content for m in c.pull_inbound()] == ["TD"]
-    get = make_client(md5_sim.base_url, md5_key=MD5_KEY, seq_path=tmp_path / "eims.seq",
-                      method="get")
+    get = md5_sim.client(VENDOR, md5_key=MD5_KEY, seq_path=tmp_path / "eims.seq", method="get")
     assert len(get.send(outbound(MOBILES[:1]))) == 1
     assert int((tmp_path / "eims.seq").read_text()) == first + 4
 
@@ -439,7 +431,7 @@ def test_md5_mode_refusals(md5_sim: SimulatorProcess) -> None:
     for params in refused:
         assert requests.get(url, params=params, timeout=5).json() == {"status": -1}, params
     assert requests.get(url, params=md5_params(seq=seq + 7), timeout=5).json()["status"] == 0
-    plain = make_client(md5_sim.base_url)
+    plain = md5_sim.client(VENDOR)
     with pytest.raises(AuthenticationError):
         plain.balance()
 
@@ -449,12 +441,12 @@ def test_md5_seq_must_keep_growing_across_clients(md5_sim: SimulatorProcess,
     path = tmp_path / "seq"
     start = int(time.time()) + 1000
     path.write_text(str(start))
-    ahead = make_client(md5_sim.base_url, md5_key=MD5_KEY, seq_path=path)
+    ahead = md5_sim.client(VENDOR, md5_key=MD5_KEY, seq_path=path)
     ahead.balance()
-    restarted = make_client(md5_sim.base_url, md5_key=MD5_KEY, seq_path=path)
+    restarted = md5_sim.client(VENDOR, md5_key=MD5_KEY, seq_path=path)
     restarted.balance()  # continues from the file
     assert int(path.read_text()) == start + 2
-    in_memory = make_client(md5_sim.base_url, md5_key=MD5_KEY)
+    in_memory = md5_sim.client(VENDOR, md5_key=MD5_KEY)
     with pytest.raises(AuthenticationError) as err:  # its seq starts at now: behind the file
         in_memory.balance()
     assert err.value.code == "-1"
@@ -463,7 +455,7 @@ def test_md5_seq_must_keep_growing_across_clients(md5_sim: SimulatorProcess,
 def test_md5_seq_is_consumed_by_failed_requests(md5_sim: SimulatorProcess,
                                                  tmp_path: Path) -> None:
     path = tmp_path / "seq"
-    c = make_client(md5_sim.base_url, md5_key=MD5_KEY, seq_path=path)
+    c = md5_sim.client(VENDOR, md5_key=MD5_KEY, seq_path=path)
     md5_sim.faults({"kind": "status", "status": 503, "vendor": "eims", "count": 1})
     with pytest.raises(RetryableError):
         c.balance()
@@ -525,7 +517,7 @@ def test_seq_file_new_or_corrupt(tmp_path: Path) -> None:
 # --- reports --------------------------------------------------------------------------
 def test_reports_delivered(sim: SimulatorProcess) -> None:
     use_outcome(sim, "delivered")
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     subs = c.send(outbound(MOBILES))
     reports = c.query_reports([s.message_id for s in subs])
     assert [(r.message_id, r.mobile, r.status, r.raw_state, r.description) for r in reports] == [
@@ -538,7 +530,7 @@ def test_reports_delivered(sim: SimulatorProcess) -> None:
 
 def test_reports_failed_carry_a_documented_code(sim: SimulatorProcess) -> None:
     use_outcome(sim, "failed")
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     subs = c.send(outbound(numbers(40)))
     reports = c.query_reports([s.message_id for s in subs])
     assert {r.status for r in reports} == {DeliveryStatus.FAILED}
@@ -552,7 +544,7 @@ def test_reports_failed_carry_a_documented_code(sim: SimulatorProcess) -> None:
 
 def test_reports_not_yet_due_are_sending(sim: SimulatorProcess) -> None:
     sim.reset(eims={"simulation": {"report_delay_s": 3600}})
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     msg_id = c.send(outbound(MOBILES[:1]))[0].message_id
     [report] = c.query_reports([msg_id])
     assert (report.status, report.raw_state, report.description) == (
@@ -561,7 +553,7 @@ def test_reports_not_yet_due_are_sending(sim: SimulatorProcess) -> None:
 
 def test_reports_silent_stays_sending(sim: SimulatorProcess) -> None:
     use_outcome(sim, "silent")
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     msg_id = c.send(outbound(MOBILES[:1]))[0].message_id
     for _ in range(2):
         [report] = c.query_reports([msg_id])
@@ -624,7 +616,7 @@ def test_inbound_is_decoded_and_handed_out_once(client: EimsClient,
 def test_inbound_start_time_and_pages_of_50(sim: SimulatorProcess) -> None:
     sim.reset(eims={"simulation": {"outcomes": {"delivered": 1.0, "failed": 0, "silent": 0},
                                    "mo_reply_rate": 1.0, "mo_texts": ["TD"]}})
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     sent = c.send(outbound(numbers(60)))
     time.sleep(0.01)  # the replies arrive a moment after the delivery
     assert c.pull_inbound(start_time=int(time.time()) + 3600) == []
@@ -658,7 +650,7 @@ def test_pushed_reports_reach_the_receiver(sim: SimulatorProcess, push_sink: Pus
     sim.reset(eims={"push_url": push_sink.url + "/eims/report",
                     "simulation": {"outcomes": {"delivered": 0.5, "failed": 0.5,
                                                 "silent": 0.0}}})
-    c = make_client(sim.base_url)
+    c = sim.client(VENDOR)
     subs = c.send(outbound(numbers(120)))
     deadline = time.monotonic() + 15
     reports = []

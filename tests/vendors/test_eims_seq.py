@@ -33,9 +33,14 @@ from sms_provider.data.send import ShardSender
 from sms_provider.errors import AuthenticationError
 from sms_provider.vendors.base import OutboundMessage
 from sms_provider.vendors.eims import SEQ_ATTEMPTS, EimsClient
-from sms_provider.vendors.registry import build_client
 from tests import airflow_harness
-from tests.simulator_harness import DEFAULT_CONFIG, ROOT, SimulatorProcess
+from tests.simulator_harness import (
+    DEFAULT_CONFIG,
+    ROOT,
+    SimulatorProcess,
+    credentials,
+    vendor_client,
+)
 
 MD5_KEY = "negotiated-md5-key"
 #: half the requests wait before the platform looks at them: overlapping ones overtake
@@ -43,15 +48,13 @@ JITTER = {"kind": "latency", "vendor": "eims", "latency_s": 0.05, "probability":
           "seed": 3}
 
 
-ACCOUNT, PASSWORD = DEFAULT_CONFIG["eims"]["account"], DEFAULT_CONFIG["eims"]["password"]
+ACCOUNT, PASSWORD = credentials("eims")
 
 
 def eims_client(base_url: str, seq_path: Path | str | None, **extras: Any) -> EimsClient:
     """The client as a connection builds it: md5 mode with the seq file, or plain."""
-    host, port = base_url.rsplit(":", 1)
     md5 = {"md5_key": MD5_KEY, "seq_path": str(seq_path)} if seq_path else {}
-    return build_client("eims", host=host, port=int(port), login=ACCOUNT,
-                        password=PASSWORD, extras={**md5, **extras})
+    return vendor_client("eims", base_url, **md5, **extras)
 
 
 def md5_params(seq: int, *, account: str = ACCOUNT, key: str = MD5_KEY) -> dict[str, Any]:
@@ -179,10 +182,7 @@ def test_wrong_md5_key_gives_up_after_the_bounded_tries(md5_sim: SimulatorProces
                                                         tmp_path: Path) -> None:
     seq_path = tmp_path / "eims.seq"
     seq_path.write_text("1000")
-    host, port = md5_sim.base_url.rsplit(":", 1)
-    client = build_client("eims", host=host, port=int(port), login=ACCOUNT,
-                          password=PASSWORD,
-                          extras={"md5_key": "not-the-key", "seq_path": str(seq_path)})
+    client = md5_sim.client("eims", md5_key="not-the-key", seq_path=str(seq_path))
     with pytest.raises(AuthenticationError) as err:
         client.send([OutboundMessage(mobile="8613800138000", content="【Shop】Hi")])
     assert err.value.code == "-1" and "not-the-key" not in str(err.value)
@@ -309,7 +309,7 @@ def test_md5_campaign_dag_sends_every_personalised_text_once(
     md5_sim.faults(JITTER)
     seq_path = tmp_path / "eims.seq"
     extras = {"eims": {"md5_key": MD5_KEY, "seq_path": str(seq_path)}}
-    for key, value in airflow_harness.connection_env(md5_sim.base_url, DEFAULT_CONFIG,
+    for key, value in airflow_harness.connection_env(md5_sim, DEFAULT_CONFIG,
                                                      extras).items():
         monkeypatch.setenv(key, value)
     dag = airflow_harness.load_dag(ROOT / "dags" / "sms_campaign.py", "sms_campaign")

@@ -45,8 +45,7 @@ from sms_provider.vendors.emay_fms import (
     parse_template_status,
     raise_for_result,
 )
-from sms_provider.vendors.transport import HttpSettings
-from tests.simulator_harness import DEFAULT_CONFIG, PushSink, SimulatorProcess
+from tests.simulator_harness import DEFAULT_CONFIG, PushSink, SimulatorProcess, vendor_client
 
 VENDOR = "emay_fms"
 APP_ID = DEFAULT_CONFIG[VENDOR]["app_id"]
@@ -64,22 +63,16 @@ MODES: dict[str, dict[str, Any]] = {
 WIRE_MODES = ["normal", "secure-gzip"]
 
 
-def make_client(base_url: str, **kwargs: Any) -> EmayFmsClient:
-    kwargs.setdefault("app_id", APP_ID)
-    kwargs.setdefault("secret_key", KEY)
-    return EmayFmsClient(HttpSettings(base_url, read_timeout=5.0), **kwargs)
-
-
 @pytest.fixture(params=list(MODES))
 def client(request: pytest.FixtureRequest, sim: SimulatorProcess) -> Iterator[EmayFmsClient]:
-    with make_client(sim.base_url, **MODES[request.param]) as c:
+    with sim.client(VENDOR, **MODES[request.param]) as c:
         yield c
 
 
 @pytest.fixture(params=WIRE_MODES)
 def wire_client(request: pytest.FixtureRequest, sim: SimulatorProcess
                 ) -> Iterator[EmayFmsClient]:
-    with make_client(sim.base_url, **MODES[request.param]) as c:
+    with sim.client(VENDOR, **MODES[request.param]) as c:
         yield c
 
 
@@ -207,13 +200,13 @@ def test_fixed_template_sends_empty_content(wire_client: EmayFmsClient,
 
 def test_charge_items_follow_the_rendered_text(sim: SimulatorProcess) -> None:
     long_text = "【测试】${name}" + "长" * 70  # 74 characters rendered: two items
-    with make_client(sim.base_url, template_text=long_text) as c:
+    with sim.client(VENDOR, template_text=long_text) as c:
         template_id = approved(c, long_text)
         [known] = c.send([OutboundMessage("13800138000", variables={"name": "李雷"})],
                          template_id=template_id)
         # a per-call text wins over the constructor's
         [short] = c.send([msg("13800138001")], template_id=approved(c), template_text=TEXT)
-    with make_client(sim.base_url) as c:
+    with sim.client(VENDOR) as c:
         [unknown] = c.send([OutboundMessage("13800138002", variables={"name": "韩梅梅"})],
                            template_id=template_id)
     charged = {m["mobile"]: m["charge_items"] for m in sim.messages(VENDOR)}
@@ -304,7 +297,7 @@ def test_variables_must_match_the_template(wire_client: EmayFmsClient,
 
 @pytest.mark.parametrize("mode", WIRE_MODES)
 def test_wrong_app_id(sim: SimulatorProcess, mode: str) -> None:
-    with make_client(sim.base_url, app_id="EUCP-EMY-FMS1-OTHER", **MODES[mode]) as c, \
+    with sim.client(VENDOR, app_id="EUCP-EMY-FMS1-OTHER", **MODES[mode]) as c, \
             pytest.raises(AuthenticationError) as exc:
         c.balance()
     assert exc.value.code == "ERROR_APPID"
@@ -316,7 +309,7 @@ def test_wrong_secret_key(sim: SimulatorProcess, caplog: pytest.LogCaptureFixtur
                           gzip_on: bool) -> None:
     wrong = "0000111122223333"
     caplog.set_level(logging.DEBUG)
-    with make_client(sim.base_url, secret_key=wrong, mode="secure", gzip=gzip_on) as c:
+    with sim.client(VENDOR, secret_key=wrong, mode="secure", gzip=gzip_on) as c:
         assert wrong not in repr(c)
         with pytest.raises(AuthenticationError) as exc:
             c.send([msg("13800138000")], template_id="900001")
@@ -327,16 +320,16 @@ def test_wrong_secret_key(sim: SimulatorProcess, caplog: pytest.LogCaptureFixtur
 
 def test_secret_never_shown(sim: SimulatorProcess) -> None:
     for mode in ("normal", "secure"):
-        with make_client(sim.base_url, mode=mode) as c:
+        with sim.client(VENDOR, mode=mode) as c:
             assert KEY not in repr(c) and KEY not in str(vars(c).get("http"))
     with pytest.raises(AuthenticationError) as exc:
-        make_client(sim.base_url, mode="secure", secret_key="too-short-secret-k")
+        sim.client(VENDOR, mode="secure", secret_key="too-short-secret-k")
     assert "too-short-secret-k" not in str(exc.value)
     assert "18 bytes" in str(exc.value)
     with pytest.raises(ValueError, match="secret_key is empty"):
-        make_client(sim.base_url, mode="secure", secret_key="")
+        sim.client(VENDOR, mode="secure", secret_key="")
     # the normal mode carries no signature: the key is never used, any value will do
-    with make_client(sim.base_url, mode="normal", secret_key="unused") as c:
+    with sim.client(VENDOR, mode="normal", secret_key="unused") as c:
         assert c.balance()[0].amount == 1_000_000
 
 
@@ -348,14 +341,13 @@ def test_clock_outside_the_validity_window(sim: SimulatorProcess, mode: str) -> 
     def slightly_behind() -> int:
         return epoch_ms() - 30_000
 
-    with make_client(sim.base_url, clock=behind, request_valid_period=60, **MODES[mode]) as c, \
+    with sim.client(VENDOR, clock=behind, request_valid_period=60, **MODES[mode]) as c, \
             pytest.raises(AuthenticationError) as exc:
         c.send([msg("13800138000")], template_id="900001")
     assert exc.value.code == "ERROR_REQUESTTIME_TIMEOUT"
-    with make_client(sim.base_url, clock=behind, request_valid_period=300,
-                     **MODES[mode]) as c:
+    with sim.client(VENDOR, clock=behind, request_valid_period=300, **MODES[mode]) as c:
         assert c.balance()[0].amount == 1_000_000
-    with make_client(sim.base_url, clock=slightly_behind, **MODES[mode]) as c:
+    with sim.client(VENDOR, clock=slightly_behind, **MODES[mode]) as c:
         assert c.balance()[0].amount == 1_000_000
 
 
@@ -385,19 +377,19 @@ def test_request_time_as_digit_string_is_taken(sim: SimulatorProcess) -> None:
 
 def test_constructor_settings_are_checked(sim: SimulatorProcess) -> None:
     with pytest.raises(ValueError, match="mode"):
-        make_client(sim.base_url, mode="encrypted")
+        sim.client(VENDOR, mode="encrypted")
     with pytest.raises(ValueError, match="request_valid_period"):
-        make_client(sim.base_url, request_valid_period=0)
+        sim.client(VENDOR, request_valid_period=0)
     with pytest.raises(ValueError, match="app_id"):
-        make_client(sim.base_url, app_id="")
+        sim.client(VENDOR, app_id="")
     for bad in (0, 301):
         with pytest.raises(LimitExceededError, match="max_batch"):
-            make_client(sim.base_url, max_batch=bad)
-    with make_client(sim.base_url, path_prefix="inter/") as c:
+            sim.client(VENDOR, max_batch=bad)
+    with sim.client(VENDOR, path_prefix="inter/") as c:
         assert c.path_prefix == "/inter"
-    with make_client(sim.base_url, mode="secure") as c:
+    with sim.client(VENDOR, mode="secure") as c:
         assert (c.path_prefix, c.mode) == ("/fms/secure", "secure")
-    with make_client(sim.base_url, mode="plain") as c:
+    with sim.client(VENDOR, mode="plain") as c:
         assert (c.path_prefix, c.mode) == ("/fms/normal", "normal")
 
 
@@ -418,13 +410,13 @@ def test_no_balance(wire_client: EmayFmsClient, sim: SimulatorProcess) -> None:
 @pytest.mark.parametrize("mode", WIRE_MODES)
 def test_balance_as_bare_string(sim: SimulatorProcess, mode: str) -> None:
     sim.reset(emay_fms={"balance_as_string": True, "balance": 777})
-    with make_client(sim.base_url, **MODES[mode]) as c:
+    with sim.client(VENDOR, **MODES[mode]) as c:
         assert c.balance()[0].amount == Decimal(777)
     assert raw_normal(sim, "getBalance").json() == "777"
 
 
 def test_client_refuses_limits_before_sending(sim: SimulatorProcess) -> None:
-    with make_client(sim.base_url) as c:
+    with sim.client(VENDOR) as c:
         template_id = approved(c)
         with pytest.raises(LimitExceededError, match="301 recipients"):
             c.send([msg(f"138{i:08d}") for i in range(301)], template_id=template_id)
@@ -447,12 +439,12 @@ def test_client_refuses_limits_before_sending(sim: SimulatorProcess) -> None:
             c.register_template("  ")
         with pytest.raises(LimitExceededError, match="empty"):
             c.query_template("")
-    with make_client(sim.base_url, max_batch=2) as c, \
+    with sim.client(VENDOR, max_batch=2) as c, \
             pytest.raises(LimitExceededError, match="limit is 2"):
         c.send([msg("13800138000")] * 3, template_id=template_id)
     assert sim.messages(VENDOR) == []
     # at the limits themselves everything goes through
-    with make_client(sim.base_url) as c:
+    with sim.client(VENDOR) as c:
         subs = c.send([msg(f"138{i:08d}", f"{i:032d}") for i in range(300)],
                       template_id=template_id)
         assert len(subs) == 300 and subs[299].custom_id == f"{299:032d}"
@@ -716,7 +708,7 @@ def test_garbled_answer_is_a_protocol_error(wire_client: EmayFmsClient,
 def test_answer_without_result_header(push_sink: PushSink) -> None:
     """Something that is not the platform (a proxy page) answers 200 without a code."""
     push_sink.body = b"<html>welcome</html>"
-    with make_client(push_sink.url) as c, \
+    with vendor_client(VENDOR, push_sink.url) as c, \
             pytest.raises(ProtocolError, match="no result header"):
         c.balance()
     assert push_sink.requests[0].path == "/fms/normal/getBalance"
@@ -727,7 +719,7 @@ def test_answer_without_result_header(push_sink: PushSink) -> None:
 
 def test_secure_request_on_the_wire(push_sink: PushSink) -> None:
     """What goes out in secure mode: appId and gzip headers, raw ciphertext, no appId inside."""
-    with make_client(push_sink.url, mode="secure", gzip=True) as c, \
+    with vendor_client(VENDOR, push_sink.url, mode="secure", gzip=True) as c, \
             pytest.raises(ProtocolError):
         c.pull_reports(123)
     captured = push_sink.requests[0]

@@ -39,7 +39,6 @@ from sms_provider.vendors.emay_ims import (
     reports_from_data,
     submissions_from_answer,
 )
-from sms_provider.vendors.transport import HttpSettings
 from tests.simulator_harness import DEFAULT_CONFIG, SimulatorProcess
 
 VENDOR = "emay_ims"
@@ -49,32 +48,26 @@ OTHER_KEY = "ZZZZZZZZZZZZZZZZ"
 AU = "0061422118000"
 CN = "008613800138000"
 
+#: a client's wire mode: its ``mode`` and ``gzip`` extras
+Mode = dict[str, Any]
 MODES = [
-    pytest.param(("plain", False), id="plain"),
-    pytest.param(("secure", True), id="secure-gzip"),
-    pytest.param(("secure", False), id="secure-nogzip"),
+    pytest.param({"mode": "plain", "gzip": False}, id="plain"),
+    pytest.param({"mode": "secure", "gzip": True}, id="secure-gzip"),
+    pytest.param({"mode": "secure", "gzip": False}, id="secure-nogzip"),
 ]
 SECURE_MODES = MODES[1:]
 ALL_DELIVERED = {"simulation": {"outcomes": {"delivered": 1.0, "failed": 0, "silent": 0}}}
 HALF_FAILED = {"simulation": {"outcomes": {"delivered": 0.5, "failed": 0.5, "silent": 0}}}
 
 
-def make_client(sim: SimulatorProcess, mode: tuple[str, bool] = ("plain", False),
-                **overrides: Any) -> EmayImsClient:
-    kwargs: dict[str, Any] = {"app_id": APP_ID, "secret_key": SECRET, "mode": mode[0],
-                              "gzip": mode[1]}
-    kwargs.update(overrides)
-    return EmayImsClient(HttpSettings(sim.base_url, read_timeout=5), **kwargs)
-
-
 @pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> tuple[str, bool]:
+def mode(request: pytest.FixtureRequest) -> Mode:
     return request.param
 
 
 @pytest.fixture
-def client(sim: SimulatorProcess, mode: tuple[str, bool]) -> Iterator[EmayImsClient]:
-    with make_client(sim, mode) as c:
+def client(sim: SimulatorProcess, mode: Mode) -> Iterator[EmayImsClient]:
+    with sim.client(VENDOR, **mode) as c:
         yield c
 
 
@@ -144,8 +137,8 @@ def secure_error(resp: requests.Response, endpoint: str, gzip_on: bool = True
 
 # --- construction and secrets ------------------------------------------------------------
 def test_construction_checks_and_no_secret_in_repr(sim: SimulatorProcess) -> None:
-    for mode in (("plain", False), ("secure", True)):
-        with make_client(sim, mode) as c:
+    for mode in ({"mode": "plain", "gzip": False}, {"mode": "secure", "gzip": True}):
+        with sim.client(VENDOR, **mode) as c:
             assert SECRET not in repr(c)
             assert APP_ID in repr(c)
             assert c.supports(Capability.SEND) and c.supports(Capability.PULL_REPORTS)
@@ -154,19 +147,20 @@ def test_construction_checks_and_no_secret_in_repr(sim: SimulatorProcess) -> Non
             assert c.custom_id_scope == "message"
     bad_key = "short-secret"
     with pytest.raises(AuthenticationError) as info:
-        make_client(sim, ("secure", True), secret_key=bad_key)
+        sim.client(VENDOR, mode="secure", gzip=True, secret_key=bad_key)
     assert bad_key not in str(info.value) and "12 bytes" in str(info.value)
-    make_client(sim, ("plain", False), secret_key=bad_key).close()  # plain has no AES key
+    sim.client(VENDOR, mode="plain", gzip=False, secret_key=bad_key).close()  # plain has no AES key
     with pytest.raises(ValueError, match="mode"):
-        make_client(sim, ("https", False))
+        sim.client(VENDOR, mode="https", gzip=False)
     with pytest.raises(LimitExceededError, match="between 1 and 300"):
-        make_client(sim, max_batch=301)
-    with make_client(sim, max_batch=2) as c, pytest.raises(LimitExceededError, match="limit is 2"):
+        sim.client(VENDOR, max_batch=301)
+    with sim.client(VENDOR, max_batch=2) as c, \
+            pytest.raises(LimitExceededError, match="limit is 2"):
         c.send([msg(m) for m in numbers(3)])
 
 
 # --- sends -------------------------------------------------------------------------------
-def test_single_send(client: EmayImsClient, sim: SimulatorProcess, mode: tuple[str, bool]
+def test_single_send(client: EmayImsClient, sim: SimulatorProcess, mode: Mode
                      ) -> None:
     [sub] = client.send([msg(AU, "Hello from Emay", "cid-0001")])
     assert sub.status is SubmissionStatus.SUBMITTED
@@ -174,8 +168,8 @@ def test_single_send(client: EmayImsClient, sim: SimulatorProcess, mode: tuple[s
     assert sub.message_id and sub.message_id.isdigit() and len(sub.message_id) == 20
     assert sub.message_id.startswith(china_now().strftime("%Y%m%d"))
     [seen] = sim.messages(VENDOR)
-    assert seen["endpoint"] == "sendSingleIMS" and seen["mode"] == mode[0]
-    assert seen.get("gzip", False) is mode[1]
+    assert seen["endpoint"] == "sendSingleIMS" and seen["mode"] == mode["mode"]
+    assert seen.get("gzip", False) is mode["gzip"]
     assert (seen["mobile"], seen["content"], seen["custom_id"]) == (AU, "Hello from Emay",
                                                                      "cid-0001")
     assert seen["message_id"] == sub.message_id and seen["charge_items"] == 1
@@ -208,7 +202,7 @@ def test_personalised_batch(client: EmayImsClient, sim: SimulatorProcess) -> Non
 
 
 def test_full_batch_of_300(sim: SimulatorProcess) -> None:
-    with make_client(sim) as c:
+    with sim.client(VENDOR) as c:
         subs = c.send([msg(m, "same", f"id{i}") for i, m in enumerate(numbers(300))])
         assert len(subs) == 300 and [s.custom_id for s in subs][-1] == "id299"
         with pytest.raises(LimitExceededError, match="301 recipients"):
@@ -246,7 +240,7 @@ def test_pull_reports_map_states_once(client: EmayImsClient, sim: SimulatorProce
 def test_failure_states_are_seeded_per_message(sim: SimulatorProcess) -> None:
     sim.reset(emay_ims={"simulation": {"outcomes": {"delivered": 0, "failed": 1.0,
                                                     "silent": 0}}})
-    with make_client(sim) as c:
+    with sim.client(VENDOR) as c:
         c.send([msg(m, "x") for m in numbers(30)])
         reports = c.pull_reports()
     assert len(reports) == 30 and {r.status for r in reports} == {DeliveryStatus.FAILED}
@@ -280,15 +274,15 @@ def test_simulator_refuses_oversized_pull(sim: SimulatorProcess) -> None:
 # --- authentication ----------------------------------------------------------------------
 def test_wrong_secret_plain_is_sign_error(sim: SimulatorProcess) -> None:
     wrong = "not-the-right-secret"
-    with make_client(sim, secret_key=wrong) as c, pytest.raises(AuthenticationError) as info:
+    with sim.client(VENDOR, secret_key=wrong) as c, pytest.raises(AuthenticationError) as info:
         c.send([msg()])
     assert info.value.code == "ERROR_SIGN" and info.value.endpoint == "/inter/sendSingleIMS"
     assert wrong not in str(info.value) and SECRET not in str(info.value)
     assert sim.messages(VENDOR) == []
 
 
-def test_wrong_app_id(sim: SimulatorProcess, mode: tuple[str, bool]) -> None:
-    with make_client(sim, mode, app_id="EUCP-EMY-IMS1-OTHER") as c:
+def test_wrong_app_id(sim: SimulatorProcess, mode: Mode) -> None:
+    with sim.client(VENDOR, **mode, app_id="EUCP-EMY-IMS1-OTHER") as c:
         with pytest.raises(AuthenticationError) as info:
             c.send([msg()])
         assert info.value.code == "ERROR_APPID"
@@ -300,7 +294,7 @@ def test_wrong_app_id(sim: SimulatorProcess, mode: tuple[str, bool]) -> None:
 @pytest.mark.parametrize("gzip_on", [True, False])
 def test_wrong_key_secure_is_encryption_error(sim: SimulatorProcess, gzip_on: bool) -> None:
     sim.reset(emay_ims={"secret_key": OTHER_KEY})
-    with make_client(sim, ("secure", gzip_on)) as c:
+    with sim.client(VENDOR, mode="secure", gzip=gzip_on) as c:
         with pytest.raises(AuthenticationError) as info:
             c.send([msg()])
         assert info.value.code == "ERROR_ENCRYPTION"
@@ -444,7 +438,7 @@ def test_simulator_refuses_each_limit(sim: SimulatorProcess, secure: bool) -> No
 
 
 def test_client_refuses_limits_before_sending(sim: SimulatorProcess) -> None:
-    with make_client(sim) as c:
+    with sim.client(VENDOR) as c:
         with pytest.raises(LimitExceededError,
                            match="1001 characters in message 1, the limit is 1000"):
             c.send([msg(AU, "ok"), msg(CN, "x" * 1001)])
@@ -457,28 +451,28 @@ def test_client_refuses_limits_before_sending(sim: SimulatorProcess) -> None:
                 c.send([msg(AU), msg(bad)])
         with pytest.raises(PermanentError, match="no templates"):
             c.send([msg()], template_id="T1")
-    with make_client(sim, max_content_chars=200) as c, pytest.raises(
+    with sim.client(VENDOR, max_content_chars=200) as c, pytest.raises(
             LimitExceededError, match="limit is 200"):
         c.send([msg(AU, "x" * 201)])
     assert sim.messages(VENDOR) == []
 
 
-def test_simulator_long_content_reaches_client(sim: SimulatorProcess, mode: tuple[str, bool]
+def test_simulator_long_content_reaches_client(sim: SimulatorProcess, mode: Mode
                                                ) -> None:
-    with make_client(sim, mode, max_content_chars=2000) as c, pytest.raises(
+    with sim.client(VENDOR, **mode, max_content_chars=2000) as c, pytest.raises(
             LimitExceededError) as info:
         c.send([msg(AU, "y" * 1500)])
     assert info.value.code == "ERROR_LONG_CONTENT"
     sim.reset(emay_ims={"max_content_chars": 10})
-    with make_client(sim, mode) as c, pytest.raises(LimitExceededError):
+    with sim.client(VENDOR, **mode) as c, pytest.raises(LimitExceededError):
         c.send([msg(AU, "eleven char")])
     assert sim.messages(VENDOR) == []
 
 
 # --- balance and speed -------------------------------------------------------------------
-def test_no_balance(sim: SimulatorProcess, mode: tuple[str, bool]) -> None:
+def test_no_balance(sim: SimulatorProcess, mode: Mode) -> None:
     sim.reset(emay_ims={"balance": 2})
-    with make_client(sim, mode) as c:
+    with sim.client(VENDOR, **mode) as c:
         with pytest.raises(InsufficientBalanceError) as info:
             c.send([msg(m) for m in numbers(3)])
         assert info.value.code == "ERROR_BALANCE"
@@ -652,7 +646,7 @@ def _keys(app_id: str) -> str | None:
 
 def test_encrypted_push_from_simulator(sim: SimulatorProcess, push_sink: Any) -> None:
     sim.reset(emay_ims={**HALF_FAILED, "push_url": push_sink.url + "/ims/reports"})
-    with make_client(sim) as c:
+    with sim.client(VENDOR) as c:
         subs = c.send([msg(m, "pushed", f"p{i}") for i, m in enumerate(numbers(12))])
     push_sink.wait_for(1)
     deadline = time.monotonic() + 10
@@ -676,14 +670,14 @@ def test_encrypted_push_from_simulator(sim: SimulatorProcess, push_sink: Any) ->
         expected = (DeliveryStatus.DELIVERED if outcome[r.message_id] == "delivered"
                     else DeliveryStatus.FAILED)
         assert r.status is expected and r.report_time is not None
-    with make_client(sim) as c:
+    with sim.client(VENDOR) as c:
         assert c.pull_reports() == []  # pushed reports are not pulled again
 
 
 def test_plain_push_from_simulator(sim: SimulatorProcess, push_sink: Any) -> None:
     sim.reset(emay_ims={**ALL_DELIVERED, "push_url": push_sink.url + "/ims/plain",
                         "push_mode": "plain"})
-    with make_client(sim, ("secure", True)) as c:
+    with sim.client(VENDOR, mode="secure", gzip=True) as c:
         subs = c.send([msg(AU, "a", "x1"), msg(CN, "b", "x2")])
     deadline = time.monotonic() + 10
     reports = []

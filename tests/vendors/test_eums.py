@@ -35,14 +35,8 @@ from sms_provider.errors import (
 from sms_provider.models import DeliveryStatus, Submission, SubmissionStatus
 from sms_provider.vendors.base import Capability, OutboundBatch, OutboundMessage
 from sms_provider.vendors.clock import CHINA_TZ, china_now, china_stamp
-from sms_provider.vendors.eums import (
-    BALANCE,
-    CODES,
-    MO,
-    REPORT,
-    SEND,
-    STATISTIC,
-    EumsClient,
+from sms_provider.vendors.eums import EumsClient
+from sms_provider.vendors.eums_answers import (
     accepted_from_text,
     decode_answer,
     decode_binary_content,
@@ -53,10 +47,18 @@ from sms_provider.vendors.eums import (
     parse_statistics,
     raise_for_answer,
 )
-from sms_provider.vendors.transport import HttpSettings
-from tests.simulator_harness import PushSink, SimulatorProcess
+from sms_provider.vendors.eums_codes import BALANCE, CODES, MO, REPORT, SEND, STATISTIC
+from tests.simulator_harness import (
+    DEFAULT_CONFIG,
+    PushSink,
+    SimulatorProcess,
+    credentials,
+    vendor_client,
+)
 
-NAME, PASSWORD, AES_KEY = "eumsuser", "eums-pass", "abcdef0123456789"
+VENDOR = "eums"
+NAME, PASSWORD = credentials(VENDOR)
+AES_KEY = DEFAULT_CONFIG[VENDOR]["aes_key"]
 TEXT = "【测试】您的验证码是123456"
 MOBILES = ["13800000001", "13800000002", "13800000003"]
 FAILURE_STATES = {"UNDELIV", "EXPIRED", "REJECTD", "MK:0001"}
@@ -68,14 +70,6 @@ DOC_CODES = [101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 11
 
 
 # --- helpers -------------------------------------------------------------------
-def make_client(base_url: str, ver: int = 1, **kwargs: Any) -> EumsClient:
-    kwargs.setdefault("name", NAME)
-    kwargs.setdefault("password", PASSWORD)
-    if ver == 17:
-        kwargs.setdefault("aes_key", AES_KEY)
-    return EumsClient(HttpSettings(base_url, read_timeout=5), ver=ver, **kwargs)
-
-
 @pytest.fixture(params=[1, 17], ids=["ver1", "ver17"])
 def ver(request: pytest.FixtureRequest) -> int:
     return request.param
@@ -83,7 +77,7 @@ def ver(request: pytest.FixtureRequest) -> int:
 
 @pytest.fixture
 def client(sim: SimulatorProcess, ver: int) -> EumsClient:
-    return make_client(sim.base_url, ver)
+    return sim.client(VENDOR, ver=ver)
 
 
 def msgs(mobiles: list[str], content: str = TEXT, custom_id: str | None = None
@@ -147,7 +141,7 @@ def today() -> date:
 
 # --- construction and secrets ------------------------------------------------------
 def test_capabilities_and_batch_limit() -> None:
-    client = make_client("http://127.0.0.1:9")
+    client = vendor_client(VENDOR, "http://127.0.0.1:9")
     assert client.batch_limit == 1000 and client.max_batch == 1000
     for cap in (Capability.SEND, Capability.PULL_REPORTS, Capability.INBOUND,
                 Capability.BALANCE, Capability.STATISTICS):
@@ -158,24 +152,24 @@ def test_capabilities_and_batch_limit() -> None:
 
 def test_constructor_refuses_bad_settings_without_echoing_secrets() -> None:
     with pytest.raises(AuthenticationError, match="aes_key"):
-        make_client("http://x", 17, aes_key=None)
+        vendor_client(VENDOR, "http://x", ver=17, aes_key=None)
     with pytest.raises(AuthenticationError) as info:
-        make_client("http://x", 17, aes_key="short-secret")
+        vendor_client(VENDOR, "http://x", ver=17, aes_key="short-secret")
     assert "short-secret" not in str(info.value) and "12 bytes" in str(info.value)
     with pytest.raises(PermanentError, match="ver"):
-        make_client("http://x", 2)
+        vendor_client(VENDOR, "http://x", ver=2)
     with pytest.raises(LimitExceededError, match="max_batch"):
-        make_client("http://x", max_batch=1001)
+        vendor_client(VENDOR, "http://x", max_batch=1001)
     with pytest.raises(LimitExceededError, match="max_content_chars"):
-        make_client("http://x", max_content_chars=501)
+        vendor_client(VENDOR, "http://x", max_content_chars=501)
     with pytest.raises(LimitExceededError, match="ext"):
-        make_client("http://x", ext="12ab")
+        vendor_client(VENDOR, "http://x", ext="12ab")
     with pytest.raises(AuthenticationError):
-        make_client("http://x", password="")
+        vendor_client(VENDOR, "http://x", password="")
 
 
 def test_repr_holds_no_secret() -> None:
-    client = make_client("http://127.0.0.1:9", 17)
+    client = vendor_client(VENDOR, "http://127.0.0.1:9", ver=17)
     text = repr(client)
     assert NAME in text
     for secret in (PASSWORD, AES_KEY, md5(PASSWORD)):
@@ -186,7 +180,7 @@ def test_repr_holds_no_secret() -> None:
 # --- wire format, seen by a plain HTTP sink ---------------------------------------
 @pytest.mark.parametrize("ver_", [1, 17])
 def test_send_request_on_the_wire(push_sink: PushSink, ver_: int) -> None:
-    client = make_client(push_sink.url, ver_, ext="1234")
+    client = vendor_client(VENDOR, push_sink.url, ver=ver_, ext="1234")
     with pytest.raises(ProtocolError, match=r"not a JSON object|neither JSON nor hex"):
         # the sink answers "ok"
         client.send(msgs(MOBILES[:2], custom_id="ref-1"))
@@ -205,7 +199,7 @@ def test_send_request_on_the_wire(push_sink: PushSink, ver_: int) -> None:
 
 
 def test_query_requests_sign_without_data(push_sink: PushSink) -> None:
-    client = make_client(push_sink.url)
+    client = vendor_client(VENDOR, push_sink.url)
     with pytest.raises(ProtocolError):
         client.statistics(date(2021, 2, 3), date(2021, 2, 28))
     form = {k: v[-1] for k, v in parse_qs(push_sink.requests[0].body.decode()).items()}
@@ -268,7 +262,7 @@ def test_a_number_twice_gets_two_ids(sim: SimulatorProcess, client: EumsClient) 
 
 def test_full_batch_of_a_thousand(sim: SimulatorProcess) -> None:
     mobiles = [f"139{i:08d}" for i in range(1000)]
-    subs = make_client(sim.base_url, 17).send(msgs(mobiles))
+    subs = sim.client(VENDOR, ver=17).send(msgs(mobiles))
     assert [s.mobile for s in subs] == mobiles
     assert len({s.message_id for s in subs}) == 1000
     assert len(sim.messages("eums")) == 1000
@@ -276,7 +270,7 @@ def test_full_batch_of_a_thousand(sim: SimulatorProcess) -> None:
 
 def test_ext_reaches_the_gateway_and_comes_back_on_replies(sim: SimulatorProcess) -> None:
     sim.reset(eums={"simulation": {**DELIVER_ALL["simulation"], "mo_reply_rate": 1.0}})
-    client = make_client(sim.base_url, ext="5678")
+    client = sim.client(VENDOR, ext="5678")
     client.send(msgs(MOBILES[:1], custom_id="c1"))
     assert sim.messages("eums")[0]["ext"] == "5678"
     (reply,) = client.pull_inbound()
@@ -285,7 +279,7 @@ def test_ext_reaches_the_gateway_and_comes_back_on_replies(sim: SimulatorProcess
 
 
 def test_too_long_ext_is_the_gateways_108(sim: SimulatorProcess) -> None:
-    client = make_client(sim.base_url, ext="1" * 13)
+    client = sim.client(VENDOR, ext="1" * 13)
     expect(PermanentError, "108", lambda: client.send(msgs(MOBILES[:1])))
     assert raw_send(sim, {"dest": MOBILES[0], "content": TEXT, "ext": "12a"}) == {"code": 108}
     assert raw_send(sim, {"dest": MOBILES[0], "content": TEXT, "ext": ["1"]}) == {"code": 108}
@@ -293,7 +287,7 @@ def test_too_long_ext_is_the_gateways_108(sim: SimulatorProcess) -> None:
 
 # --- send limits: refused before sending, and the gateway's own refusal ------------------
 def test_client_limits_refuse_before_sending(sim: SimulatorProcess) -> None:
-    client = make_client(sim.base_url, max_batch=2)
+    client = sim.client(VENDOR, max_batch=2)
     with pytest.raises(LimitExceededError, match="3 recipients"):
         client.send(msgs(MOBILES))
     with pytest.raises(LimitExceededError, match="no recipients"):
@@ -318,7 +312,7 @@ def test_client_limits_refuse_before_sending(sim: SimulatorProcess) -> None:
             client.send(OutboundBatch([MOBILES[0], bad], [TEXT] * 2, [None] * 2, [None] * 2))
     with pytest.raises(PermanentError, match="template_id"):
         client.send(msgs(MOBILES[:1]), template_id="t1")
-    short = make_client(sim.base_url, max_content_chars=70)
+    short = sim.client(VENDOR, max_content_chars=70)
     with pytest.raises(LimitExceededError, match=r"71 characters.*limit is 70"):
         short.send(msgs(MOBILES[:1], "x" * 71))
     assert sim.messages("eums") == []
@@ -338,7 +332,7 @@ def test_gateway_refuses_what_the_client_would_have(sim: SimulatorProcess) -> No
 
 def test_gateway_limits_map_through_the_client(sim: SimulatorProcess) -> None:
     sim.reset(eums={"max_numbers": 2, "max_content_chars": 20})
-    client = make_client(sim.base_url)
+    client = sim.client(VENDOR)
     expect(PermanentError, "104", lambda: client.send(msgs(MOBILES)))
     expect(LimitExceededError, "109", lambda: client.send(msgs(MOBILES[:1], TEXT + "x" * 10)))
     expect(PermanentError, "104", lambda: client.send(msgs(["12345", "999"])))
@@ -346,7 +340,7 @@ def test_gateway_limits_map_through_the_client(sim: SimulatorProcess) -> None:
 
 
 def test_signature_rules(sim: SimulatorProcess) -> None:
-    client = make_client(sim.base_url)
+    client = sim.client(VENDOR)
     expect(PermanentError, "111", lambda: client.send(msgs(MOBILES[:1], "no signature")))
     expect(PermanentError, "113", lambda: client.send(msgs(MOBILES[:1], "【】empty")))
     expect(PermanentError, "113", lambda: client.send(msgs(MOBILES[:1], "【unclosed text")))
@@ -359,7 +353,7 @@ def test_signature_rules(sim: SimulatorProcess) -> None:
 def test_blocked_word_is_401(sim: SimulatorProcess) -> None:
     sim.reset(eums={"blocked_words": ["赌博"]})
     expect(PermanentError, "401",
-           lambda: make_client(sim.base_url).send(msgs(MOBILES[:1], "【测试】赌博")))
+           lambda: sim.client(VENDOR).send(msgs(MOBILES[:1], "【测试】赌博")))
 
 
 def test_no_balance_is_205_and_charges_nothing(sim: SimulatorProcess, client: EumsClient
@@ -373,7 +367,7 @@ def test_no_balance_is_205_and_charges_nothing(sim: SimulatorProcess, client: Eu
 
 # --- authentication -------------------------------------------------------------
 def test_wrong_password_is_107_without_the_password(sim: SimulatorProcess, ver: int) -> None:
-    client = make_client(sim.base_url, ver, password="wrong-secret-pw")
+    client = sim.client(VENDOR, ver=ver, password="wrong-secret-pw")
     err = expect(AuthenticationError, "107", client.balance)
     assert "wrong-secret-pw" not in str(err) and md5("wrong-secret-pw") not in str(err)
     expect(AuthenticationError, "107", lambda: client.send(msgs(MOBILES[:1])))
@@ -381,14 +375,14 @@ def test_wrong_password_is_107_without_the_password(sim: SimulatorProcess, ver: 
 
 
 def test_unknown_account_is_201_in_plain_text(sim: SimulatorProcess, ver: int) -> None:
-    expect(AuthenticationError, "201", make_client(sim.base_url, ver, name="nobody").balance)
+    expect(AuthenticationError, "201", sim.client(VENDOR, ver=ver, name="nobody").balance)
 
 
 def test_clock_skew_is_106_and_clock_offset_fixes_it(sim: SimulatorProcess, ver: int) -> None:
     err = expect(AuthenticationError, "106",
-                 make_client(sim.base_url, ver, clock_offset_s=-3600).balance)
+                 sim.client(VENDOR, ver=ver, clock_offset_s=-3600).balance)
     assert "clock" in str(err)
-    assert make_client(sim.base_url, ver, clock_offset_s=600).balance()
+    assert sim.client(VENDOR, ver=ver, clock_offset_s=600).balance()
     early = china_now() - timedelta(minutes=31)
     assert raw_call(sim, BALANCE, seed=china_stamp(early)) == {"code": 106}
     late = china_now() + timedelta(minutes=29)
@@ -398,19 +392,19 @@ def test_clock_skew_is_106_and_clock_offset_fixes_it(sim: SimulatorProcess, ver:
 
 def test_account_state_codes(sim: SimulatorProcess) -> None:
     sim.reset(eums={"account_status": "suspended"})
-    expect(AuthenticationError, "202", make_client(sim.base_url, 17).balance)
+    expect(AuthenticationError, "202", sim.client(VENDOR, ver=17).balance)
     sim.reset(eums={"account_status": "deleted"})
-    expect(AuthenticationError, "203", make_client(sim.base_url).balance)
+    expect(AuthenticationError, "203", sim.client(VENDOR).balance)
 
 
 def test_ver17_unsupported_for_account_is_124(sim: SimulatorProcess) -> None:
     sim.reset(eums={"aes_key": None})
-    expect(AuthenticationError, "124", make_client(sim.base_url, 17).balance)
-    assert make_client(sim.base_url).balance()
+    expect(AuthenticationError, "124", sim.client(VENDOR, ver=17).balance)
+    assert sim.client(VENDOR).balance()
 
 
 def test_wrong_aes_key_cannot_read_the_answer(sim: SimulatorProcess) -> None:
-    client = make_client(sim.base_url, 17, aes_key="0000000000000000")
+    client = sim.client(VENDOR, ver=17, aes_key="0000000000000000")
     with pytest.raises(ProtocolError, match="aes_key") as info:
         client.balance()
     assert "0000000000000000" not in str(info.value)
@@ -498,7 +492,7 @@ def test_failed_reports_use_gateway_failure_states(sim: SimulatorProcess,
 
 def test_silent_messages_never_report(sim: SimulatorProcess) -> None:
     sim.reset(eums={"simulation": {"outcomes": {"delivered": 0, "failed": 0, "silent": 1.0}}})
-    client = make_client(sim.base_url)
+    client = sim.client(VENDOR)
     client.send(msgs(MOBILES))
     assert client.pull_reports() == []
 
@@ -507,7 +501,7 @@ def test_push_url_is_ignored_reports_wait_for_the_pull(sim: SimulatorProcess,
                                                       push_sink: PushSink) -> None:
     sim.reset(eums={**DELIVER_ALL, "push_url": push_sink.url + "/eums",
                     "mo_push_url": push_sink.url + "/mo"})
-    client = make_client(sim.base_url)
+    client = sim.client(VENDOR)
     client.send(msgs(MOBILES[:1]))
     sim.inject_mo("eums", MOBILES[0], "TD")
     time.sleep(0.6)  # three push rounds
@@ -610,7 +604,7 @@ def test_balance_parsing_refuses_nonsense() -> None:
 # --- statistics -----------------------------------------------------------------------
 def test_statistics_count_the_days_traffic(sim: SimulatorProcess, ver: int) -> None:
     sim.reset(eums=FAIL_ALL)
-    client = make_client(sim.base_url, ver)
+    client = sim.client(VENDOR, ver=ver)
     client.send(msgs(MOBILES))
     day = today()
     (row,) = client.statistics(day - timedelta(days=30), day)
@@ -627,7 +621,7 @@ def test_statistics_empty_window_is_an_empty_list(sim: SimulatorProcess, client:
 
 def test_statistics_window_is_refused_before_sending(sim: SimulatorProcess) -> None:
     sim.reset(eums={"statistic_calls_per_minute": 100})
-    client = make_client(sim.base_url)
+    client = sim.client(VENDOR)
     with pytest.raises(LimitExceededError, match="32 days, the limit is 31"):
         client.statistics(date(2021, 1, 1), date(2021, 2, 1))
     with pytest.raises(LimitExceededError, match="before start"):
@@ -649,7 +643,7 @@ def test_gateway_date_codes(sim: SimulatorProcess) -> None:
         "code": 129}
     assert raw_call(sim, STATISTIC, ver="17", start_date="20210101", end_date="20210131"
                     ) == {"code": 130}
-    client = make_client(sim.base_url)
+    client = sim.client(VENDOR)
     stub = {"code": 0, "data": []}
     assert parse_statistics(stub) == []
     expect(PermanentError, "127", lambda: raise_for_answer({"code": 127}, STATISTIC))
@@ -659,7 +653,7 @@ def test_gateway_date_codes(sim: SimulatorProcess) -> None:
 
 def test_client_keeps_to_three_statistics_calls_a_minute(sim: SimulatorProcess) -> None:
     sim.reset(eums={"statistic_calls_per_minute": 10})
-    client = make_client(sim.base_url)
+    client = sim.client(VENDOR)
     for _ in range(3):
         client.statistics(today(), today())
     err = expect(RateLimitedError, None, lambda: client.statistics(today(), today()))
@@ -674,9 +668,9 @@ def test_client_keeps_to_three_statistics_calls_a_minute(sim: SimulatorProcess) 
 
 def test_gateway_statistics_limit_is_131(sim: SimulatorProcess, ver: int) -> None:
     for _ in range(3):
-        make_client(sim.base_url, ver).statistics(today(), today())
+        sim.client(VENDOR, ver=ver).statistics(today(), today())
     err = expect(RateLimitedError, "131",
-                 lambda: make_client(sim.base_url, ver).statistics(today(), today()))
+                 lambda: sim.client(VENDOR, ver=ver).statistics(today(), today()))
     assert err.retry_after == 20
 
 

@@ -11,13 +11,7 @@ from sms_provider.vendors.registry import (
     base_url,
     build_client,
 )
-from tests.simulator_harness import DEFAULT_CONFIG, SimulatorProcess
-
-CREDENTIALS = {
-    "emay_ims": ("app_id", "secret_key"), "emay_fms": ("app_id", "secret_key"),
-    "eims": ("account", "password"), "eums": ("name", "password"),
-    "chuanglan": ("account", "password"),
-}
+from tests.simulator_harness import DEFAULT_CONFIG, SimulatorProcess, credentials
 
 
 @pytest.mark.parametrize(("host", "port", "schema", "default", "expected"), [
@@ -69,13 +63,12 @@ def test_string_extras_from_a_uri_are_coerced() -> None:
 @pytest.mark.parametrize("conn_type", sorted(VENDORS))
 def test_every_vendor_round_trips_through_the_simulator(conn_type: str,
                                                        sim: SimulatorProcess) -> None:
-    login_key, password_key = CREDENTIALS[conn_type]
+    login, password = credentials(conn_type)
     cfg = DEFAULT_CONFIG[conn_type]
-    host, port = sim.base_url.rsplit(":", 1)
     extras = {"eums": {"ver": "17", "aes_key": cfg.get("aes_key")},
               "emay_ims": {"mode": "secure"}, "emay_fms": {"mode": "secure"}}.get(conn_type, {})
-    with build_client(conn_type, host=host, port=int(port), login=cfg[login_key],
-                      password=cfg[password_key], extras=extras) as client:
+    with build_client(conn_type, host=sim.host, port=sim.port, login=login,
+                      password=password, extras=extras) as client:
         if client.supports(Capability.BALANCE):
             assert client.balance()[0].amount > 0
         if conn_type == "emay_fms":

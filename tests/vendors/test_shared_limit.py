@@ -19,11 +19,9 @@ import redis
 
 from sms_provider.errors import RateLimitedError, RetryableError
 from sms_provider.vendors.base import OutboundMessage
-from sms_provider.vendors.registry import build_client
 from sms_provider.vendors.shared_limit import ENV_URL, KEY_PREFIX, SharedRateLimiter
 from sms_provider.vendors.transport import RateLimiter
-from tests.airflow_harness import LOGINS
-from tests.simulator_harness import DEFAULT_CONFIG, ROOT, SimulatorProcess, free_port
+from tests.simulator_harness import DEFAULT_CONFIG, ROOT, SimulatorProcess, credentials, free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 RATE = 4  # requests per second for the account
@@ -71,11 +69,9 @@ def shared_redis() -> Iterator[redis.Redis]:
 
 
 def connection(sim: SimulatorProcess, vendor: str, **extras: Any) -> dict[str, Any]:
-    host, port = sim.base_url.rsplit(":", 1)
-    login_key, password_key = LOGINS[vendor]
-    return {"conn_type": vendor, "host": host, "port": int(port),
-            "login": DEFAULT_CONFIG[vendor][login_key],
-            "password": DEFAULT_CONFIG[vendor][password_key], "extras": extras}
+    login, password = credentials(vendor)
+    return {"conn_type": vendor, "host": sim.host, "port": sim.port, "login": login,
+            "password": password, "extras": extras}
 
 
 def run_senders(conns: list[dict[str, Any]], count: int, threads: int, mobile: str,
@@ -145,8 +141,7 @@ def test_the_pause_and_schedule_are_keyed_by_vendor_and_login_never_the_password
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_URL, REDIS_URL)
     sim.faults({"kind": "rate_limit", "vendor": "chuanglan", "count": 1})
-    conn = connection(sim, "chuanglan", rate_limit=RATE)
-    with build_client(conn.pop("conn_type"), **conn) as client:
+    with sim.client("chuanglan", rate_limit=RATE) as client:
         assert isinstance(client.http.limiter, SharedRateLimiter)
         with pytest.raises(RateLimitedError):
             client.send([OutboundMessage("13800138000", "【Shop】notice")])
@@ -161,8 +156,7 @@ def test_redis_unreachable_is_a_clear_retryable_error_and_nothing_is_sent(
         sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"redis://:secret-word@127.0.0.1:{free_port()}/0"
     monkeypatch.setenv(ENV_URL, url)
-    conn = connection(sim, "chuanglan", rate_limit=RATE)
-    with build_client(conn.pop("conn_type"), **conn) as client, \
+    with sim.client("chuanglan", rate_limit=RATE) as client, \
             pytest.raises(RetryableError) as caught:
         client.send([OutboundMessage("13800138000", "【Shop】notice")])
     assert not isinstance(caught.value, RateLimitedError)
@@ -176,15 +170,13 @@ def test_redis_unreachable_is_a_clear_retryable_error_and_nothing_is_sent(
 def test_without_the_variable_the_limit_stays_per_process(
         sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_URL, raising=False)
-    conn = connection(sim, "chuanglan", rate_limit=RATE)
-    with build_client(conn.pop("conn_type"), **conn) as client:
+    with sim.client("chuanglan", rate_limit=RATE) as client:
         assert type(client.http.limiter) is RateLimiter
 
 
 def test_a_url_that_is_not_redis_is_refused_by_name(
         sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_URL, "postgresql://user:pw@db/x")
-    conn = connection(sim, "chuanglan")
     with pytest.raises(ValueError, match=ENV_URL) as caught:
-        build_client(conn.pop("conn_type"), **conn)
+        sim.client("chuanglan")
     assert "pw" not in str(caught.value)

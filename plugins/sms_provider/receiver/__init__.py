@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
+from sms_provider.receiver.compaction import CompactResult, compact
 from sms_provider.receiver.config import ReceiverConfig, ReceiverConfigError
-from sms_provider.receiver.landing import CompactResult, compact
 
 __all__ = ["CompactResult", "ReceiverConfig", "ReceiverConfigError", "compact"]

@@ -4,7 +4,7 @@ Serves the push endpoints with uvicorn (time limits for slow clients and a
 connection bound from the config, :mod:`sms_provider.receiver.server`) and, in a
 background thread, compacts
 landed pushes into Parquet every ``--compact-every`` seconds (0: never; then
-run :func:`sms_provider.receiver.landing.compact` elsewhere, e.g. the Airflow
+run :func:`sms_provider.receiver.compaction.compact` elsewhere, e.g. the Airflow
 task). Compaction failures are logged and retried on the next round: the
 landing files stay until a compaction succeeds.
 """
@@ -22,8 +22,8 @@ import uvicorn
 from sms_provider.data.locations import ENV_DATA_ROOT, data_location
 from sms_provider.data.storage import DataRoot
 from sms_provider.receiver.app import create_app
+from sms_provider.receiver.compaction import compact
 from sms_provider.receiver.config import ENV_CONFIG, ReceiverConfig, ReceiverConfigError
-from sms_provider.receiver.landing import compact
 from sms_provider.receiver.redaction import install_log_redaction
 from sms_provider.receiver.server import HTTP_IMPLEMENTATIONS, server_config
 

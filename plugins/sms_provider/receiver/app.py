@@ -44,13 +44,13 @@ from sms_provider.data.locations import data_location
 from sms_provider.data.storage import DataRoot
 from sms_provider.errors import AuthenticationError, ProtocolError, SmsError
 from sms_provider.receiver.config import ReceiverConfig
-from sms_provider.receiver.landing import (
+from sms_provider.receiver.landing import Lander
+from sms_provider.receiver.records import (
     CHUANGLAN_MO,
     CHUANGLAN_REPORT,
     EIMS_PUT,
     EMAY_ENCRYPTED,
     EMAY_FORM,
-    Lander,
     LandingRecord,
     form_field,
     is_part,

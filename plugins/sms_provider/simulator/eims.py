@@ -44,7 +44,7 @@ from sms_provider.simulator.state import (
 from sms_provider.simulator.vendor_base import Handler, VendorSimulator
 from sms_provider.vendors.clock import CHINA_TZ
 from sms_provider.vendors.codec import md5_hex
-from sms_provider.vendors.eims import (
+from sms_provider.vendors.eims_codes import (
     FAILURE_STATES,
     GET_BATCH_LIMIT,
     INBOUND_PAGE_LIMIT,
@@ -161,20 +161,18 @@ class EimsSimulator(VendorSimulator):
             self._last_seq[account] = seq
         return True
 
-    @staticmethod
-    def _get_only(req: SimRequest) -> SimResponse | None:
+    def _refuse_read(self, req: SimRequest) -> SimResponse | None:
+        """The answer to a read that is not a GET or does not pass the gate; else None."""
         if req.method != "GET":
             return SimResponse.text(f"{req.method} not allowed", 405)
-        return None
+        code = self._check(req.query)
+        return self._status(code) if code else None
 
     # --- endpoints -------------------------------------------------------------
     def getbalance(self, req: SimRequest) -> SimResponse:
-        refused = self._get_only(req)
+        refused = self._refuse_read(req)
         if refused:
             return refused
-        code = self._check(req.query)
-        if code:
-            return self._status(code)
         money = Decimal(self.state.balance) * self.price
         return self._status(OK, balance=f"{money:.6f}", gift=f"{self.gift:.5f}")
 
@@ -250,12 +248,9 @@ class EimsSimulator(VendorSimulator):
         return FAILURE_STATES[int(pick * len(FAILURE_STATES))]
 
     def getreport(self, req: SimRequest) -> SimResponse:
-        refused = self._get_only(req)
+        refused = self._refuse_read(req)
         if refused:
             return refused
-        code = self._check(req.query)
-        if code:
-            return self._status(code)
         ids = [i.strip() for i in (req.query.get("ids") or "").split(",") if i.strip()]
         if not ids:
             return self._status(NUMBERS_EMPTY)
@@ -278,12 +273,9 @@ class EimsSimulator(VendorSimulator):
         return self._status(OK, **counts, array=rows)
 
     def getsms(self, req: SimRequest) -> SimResponse:
-        refused = self._get_only(req)
+        refused = self._refuse_read(req)
         if refused:
             return refused
-        code = self._check(req.query)
-        if code:
-            return self._status(code)
         # Like the platform's atoi: a start_time that is not a number counts as 0.
         since = _int_or_none(req.query.get("start_time")) or 0
         replies = self.state.take_mo(INBOUND_PAGE_LIMIT, since=since)
