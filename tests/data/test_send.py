@@ -45,7 +45,8 @@ def shard_table(n: int, *, content: str = "【Shop】hello", start: int = 1,
         "row_number": list(rows), "mobile": [mobile(i) for i in rows],
         "e164": [f"86{mobile(i)}" for i in rows], "content": [content] * n,
         "variables": [None] * n, "charge_items": [1] * n,
-        "custom_id": [f"c{i}" for i in rows], "shard": [0] * n}, schema=PREPARED_SCHEMA)
+        "custom_id": [f"c{i}" for i in rows], "shard": [0] * n, "carrier": [None] * n},
+        schema=PREPARED_SCHEMA)
 
 
 def eums(sim: SimulatorProcess, **extras) -> object:

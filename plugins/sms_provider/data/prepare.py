@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sms_provider.data.carriers import carrier_column
 from sms_provider.data.completion import mark_finished, mark_unfinished, require_finished
 from sms_provider.data.content import (
     ContentTemplate,
@@ -331,6 +332,7 @@ def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, st
         "charge_items": charge_items(content),
         "custom_id": custom_ids,
         "shard": pa.array(np.full(n, shard, dtype=np.int32)),
+        "carrier": carrier_column(take(kept.e164)),
     }, schema=PREPARED_SCHEMA)
 
 

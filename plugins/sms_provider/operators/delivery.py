@@ -117,12 +117,44 @@ class ReconcileOperator(BaseOperator):
         campaign_id = optional_text(self.campaign_id, "campaign_id")
         hours = positive(self.final_window_hours, "final_window_hours")
         results = reconcile_all(data_root(), [campaign_id] if campaign_id else None,
-                                final_window=timedelta(hours=hours))
+                                final_window=timedelta(hours=hours), prices=load_prices())
         out = []
         for result in results.values():
             summary = {"campaign_id": result.campaign_id, **result.counts,
                        "discrepancies": {k: v for k, v in result.discrepancies.items() if v},
+                       "money": [_money(m) for m in result.money],
+                       "by_carrier": {f"{c['conn_id']}/{c['carrier']}": {
+                           "sent": c["sent"], "delivery_rate": round(c["delivery_rate"], 4)}
+                           for c in result.carriers},
                        "report_html": result.paths.get("report_html")}
             self.log.info("%s", summary)
             out.append(summary)
         return out
+
+
+def _money(row: dict[str, Any]) -> dict[str, Any]:
+    """An overview row as XCom can carry it: decimals as text, no timestamps."""
+    keys = ("conn_id", "vendor", "sent", "delivered", "charge_items", "currency", "spend",
+            "estimated_amount", "cost_per_delivered")
+    return {k: (None if row[k] is None else str(row[k]) if k in (
+        "spend", "estimated_amount", "cost_per_delivered") else row[k]) for k in keys}
+
+
+def prices_file() -> str | None:
+    """``SMS_PRICES_FILE``, else ``include/prices.json`` of this checkout if there is one."""
+    import os
+    from pathlib import Path
+
+    configured = os.environ.get("SMS_PRICES_FILE", "").strip()
+    if configured:
+        return configured
+    shipped = Path(__file__).resolve().parents[3] / "include" / "prices.json"
+    return str(shipped) if shipped.exists() else None
+
+
+def load_prices() -> Any:
+    """The price book (empty without a file: nothing gets an amount)."""
+    from sms_provider.data.prices import PriceBook
+
+    path = prices_file()
+    return PriceBook.from_file(path) if path else PriceBook()
