@@ -46,8 +46,8 @@ def campaigns(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             c["spend"][cur] = c["spend"].get(cur, Decimal(0)) + r["spend"]
         elif int(r.get("charge_items") or 0):
             c["unpriced"] = True
-    return sorted(out.values(), key=lambda c: (c["day"] or date.max, c["campaign_id"]),
-                  reverse=True)
+    by_id = sorted(out.values(), key=lambda c: c["campaign_id"])
+    return sorted(by_id, key=lambda c: c["day"] or date.max, reverse=True)  # newest first
 
 
 def per_vendor_day(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[date, dict[str, Any]]]:
