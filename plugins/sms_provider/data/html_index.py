@@ -79,7 +79,7 @@ def line_chart(series: Mapping[str, Mapping[date, float]], *, y_label: str,
     points = [(d, v) for s in series.values() for d, v in s.items()]
     if not points:
         return '<p class="muted">nothing sent yet</p>'
-    left, right, top_pad, foot, legend_h = 70, 20, 14, 44, 22
+    left, right, top_pad, foot, legend_h = 70, 50, 14, 44, 22
     plot_w, plot_h = width - left - right, height - top_pad - foot - legend_h
     first, last = min(d for d, _ in points), max(d for d, _ in points)
     span = max((last - first).days, 1)
@@ -109,13 +109,16 @@ def line_chart(series: Mapping[str, Mapping[date, float]], *, y_label: str,
                  f'text-anchor="middle">{escape(y_label)}</text>')
     for i, (name, values) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
+        # earlier series under later ones, and larger: equal values stay visible as rings
+        radius = 4 + 2.5 * (len(series) - 1 - i)
         ordered = sorted(values.items())
         if len(ordered) > 1:
             path = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in ordered)
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
                          f'stroke-width="2"/>')
         for d, v in ordered:
-            parts.append(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="4" fill="{color}">'
+            parts.append(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="{radius}" '
+                         f'fill="{color}" stroke="#fff">'
                          f'<title>{escape(name)} {d.isoformat()}: {_axis(v, percent)}</title>'
                          f'</circle>')
         lx = left + i * 130
@@ -136,6 +139,38 @@ def _spend(spend: Mapping[str, Decimal], unpriced: bool) -> str:
         return "— (no price)" if unpriced else "—"
     text = ", ".join(money_text(v, c or None) for c, v in sorted(spend.items()))
     return text + (" + unpriced" if unpriced else "")
+
+
+def _vendor_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Per vendor over every campaign: sent, delivered, spend, cost per delivered."""
+    totals: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if not r.get("vendor"):
+            continue
+        t = totals.setdefault(r["vendor"], {"campaigns": set(), "sent": 0, "delivered": 0,
+                                            "spend": {}, "priced_delivered": 0})
+        t["campaigns"].add(r["campaign_id"])
+        t["sent"] += int(r.get("sent") or 0)
+        t["delivered"] += int(r.get("delivered") or 0)
+        if r.get("spend") is not None:
+            cur = r.get("currency") or ""
+            t["spend"][cur] = t["spend"].get(cur, Decimal(0)) + r["spend"]
+            t["priced_delivered"] += int(r.get("delivered") or 0)
+    if not totals:
+        return '<p class="muted">nothing sent yet</p>'
+    body = []
+    for vendor, t in sorted(totals.items()):
+        per = (", ".join(money_text((v / t["priced_delivered"]).quantize(Decimal("0.000001")),
+                                    c or None) for c, v in sorted(t["spend"].items()))
+               if t["spend"] and t["priced_delivered"] else "—")
+        pct = f"{t['delivered'] / t['sent']:.1%}" if t["sent"] else "—"
+        body.append(f"<tr><td>{escape(vendor)}</td><td class=\"n\">{len(t['campaigns']):,}</td>"
+                    f"<td class=\"n\">{t['sent']:,}</td><td class=\"n\">{pct}</td>"
+                    f"<td class=\"n\">{escape(_spend(t['spend'], False))}</td>"
+                    f"<td class=\"n\">{escape(per)}</td></tr>")
+    return ("<table><thead><tr><th>vendor</th><th>campaigns</th><th>sent</th>"
+            "<th>delivered %</th><th>spend</th><th>cost per delivered</th></tr></thead><tbody>"
+            + "".join(body) + "</tbody></table>")
 
 
 def render(rows: Sequence[Mapping[str, Any]], *, generated_at: datetime) -> str:
@@ -161,9 +196,10 @@ def render(rows: Sequence[Mapping[str, Any]], *, generated_at: datetime) -> str:
             f'<td class="n">{pct}</td><td class="n">{escape(_spend(c["spend"], c["unpriced"]))}'
             f"</td>{flag}</tr>")
     table = ("<table><thead><tr><th>campaign</th><th>date (China)</th><th>vendor(s)</th>"
-             "<th>recipients</th><th>sent</th><th>delivered</th><th>spend</th>"
+             "<th>recipients</th><th>sent</th><th>delivered %</th><th>spend</th>"
              "<th>discrepancies</th></tr></thead><tbody>" + "".join(body)
              + "</tbody></table>") if body else "<p>No campaign reconciled yet.</p>"
+    vendors = _vendor_table(rows)
     return "".join([
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         f"<title>SMS campaigns</title><style>{_CSS}td.bad{{color:#c0504d;font-weight:bold}}"
@@ -174,6 +210,7 @@ def render(rows: Sequence[Mapping[str, Any]], *, generated_at: datetime) -> str:
         "ambiguous) with a DELIVERED report. Spend: charge items at the price in force when "
         "sent. Days are China time, by a campaign's first submission.</p>",
         "<h2>Campaigns</h2>", table,
+        "<h2>Per vendor, all campaigns</h2>", vendors,
         f"<h2>Spend per vendor per day ({escape(unit)})</h2>",
         line_chart(spend, y_label=f"spend ({unit})"),
         "<h2>Delivery rate per vendor per day</h2>",

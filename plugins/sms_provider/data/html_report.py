@@ -23,6 +23,7 @@ LATENCY_EDGES_S: tuple[float, ...] = (0, 10, 30, 60, 120, 300, 900, 3600, 6 * 36
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:76em;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+h3{font-size:1em;margin:1.2em 0 .3em}td:first-child{white-space:nowrap}
 table{border-collapse:collapse;margin:.5em 0;font-size:.93em}
 td,th{padding:.2em .5em;border:1px solid #ddd}
 th{background:#f4f4f4;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
