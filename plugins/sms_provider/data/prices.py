@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -192,3 +193,21 @@ def parse_valid_from(value: Any) -> datetime:
         except ValueError:
             raise ValueError(f"valid_from {value!r} is not an ISO date or datetime") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=CHINA)
+
+
+#: the price file shipped with a checkout (``include/prices.json``)
+SHIPPED = Path(__file__).resolve().parents[3] / "include" / "prices.json"
+
+
+def price_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``SMS_PRICES_FILE``, else the checkout's ``include/prices.json`` if there is one."""
+    configured = (os.environ if environ is None else environ).get("SMS_PRICES_FILE", "")
+    if configured.strip():
+        return Path(configured.strip())
+    return SHIPPED if SHIPPED.exists() else None
+
+
+def configured_prices(environ: Mapping[str, str] | None = None) -> PriceBook:
+    """The price book the pipeline uses (no file: an empty one, nothing gets an amount)."""
+    path = price_file(environ)
+    return PriceBook.from_file(path) if path else PriceBook()

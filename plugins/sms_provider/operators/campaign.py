@@ -110,22 +110,37 @@ class CheckBalanceOperator(BaseOperator):
             product = getattr(client, "product", None)
         settings = hook.pipeline_settings
         chosen = next((b for b in balances if product and b.product == product), balances[0])
+        # the price in force now: the connection's price_per_item, else the prices file
+        price, currency = settings.get("price_per_item"), None
+        if price is None:
+            from datetime import UTC, datetime
+
+            from sms_provider.data.prices import configured_prices
+
+            found = configured_prices().price_at(self.sms_conn_id, datetime.now(UTC))
+            if found is not None:
+                price, currency = found.price_per_item, found.currency
+        cost = {} if price is None else {"estimate_amount": str(Decimal(estimate) * price),
+                                         "price_per_item": str(price),
+                                         "currency": currency}
         if chosen.unit == "money":
-            price = settings.get("price_per_item")
             if price is None:
-                self.log.warning("balance is %s (money) and the connection sets no "
-                                 "price_per_item: cannot compare with %d items", chosen.amount,
-                                 estimate)
+                self.log.warning("balance is %s (money) and neither the connection nor the "
+                                 "prices file gives a price: cannot compare with %d items",
+                                 chosen.amount, estimate)
                 return {"balance": str(chosen.amount), "unit": "money", "estimate": estimate}
             needed = Decimal(estimate) * price
         else:
             needed = Decimal(estimate)
-        self.log.info("balance %s %s, the campaign needs %s", chosen.amount, chosen.unit, needed)
+        self.log.info("balance %s %s, the campaign needs %s (estimate %d items%s)",
+                      chosen.amount, chosen.unit, needed, estimate,
+                      f" = {cost['estimate_amount']} {currency or ''}" if cost else "")
         if chosen.amount < needed:
             raise AirflowFailException(
                 f"balance {chosen.amount} {chosen.unit} cannot cover the estimate of {estimate} "
                 f"charge items ({needed} {chosen.unit}); top up, then clear this task")
-        return {"balance": str(chosen.amount), "unit": chosen.unit, "needed": str(needed)}
+        return {"balance": str(chosen.amount), "unit": chosen.unit, "needed": str(needed),
+                **cost}
 
 
 class FmsTemplateOperator(BaseOperator):

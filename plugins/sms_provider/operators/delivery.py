@@ -111,13 +111,14 @@ class ReconcileOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from datetime import timedelta
 
+        from sms_provider.data.prices import configured_prices
         from sms_provider.data.reconcile import reconcile_all
         from sms_provider.operators.runtime import data_root
 
         campaign_id = optional_text(self.campaign_id, "campaign_id")
         hours = positive(self.final_window_hours, "final_window_hours")
         results = reconcile_all(data_root(), [campaign_id] if campaign_id else None,
-                                final_window=timedelta(hours=hours), prices=load_prices())
+                                final_window=timedelta(hours=hours), prices=configured_prices())
         out = []
         for result in results.values():
             summary = {"campaign_id": result.campaign_id, **result.counts,
@@ -138,23 +139,3 @@ def _money(row: dict[str, Any]) -> dict[str, Any]:
             "estimated_amount", "cost_per_delivered")
     return {k: (None if row[k] is None else str(row[k]) if k in (
         "spend", "estimated_amount", "cost_per_delivered") else row[k]) for k in keys}
-
-
-def prices_file() -> str | None:
-    """``SMS_PRICES_FILE``, else ``include/prices.json`` of this checkout if there is one."""
-    import os
-    from pathlib import Path
-
-    configured = os.environ.get("SMS_PRICES_FILE", "").strip()
-    if configured:
-        return configured
-    shipped = Path(__file__).resolve().parents[3] / "include" / "prices.json"
-    return str(shipped) if shipped.exists() else None
-
-
-def load_prices() -> Any:
-    """The price book (empty without a file: nothing gets an amount)."""
-    from sms_provider.data.prices import PriceBook
-
-    path = prices_file()
-    return PriceBook.from_file(path) if path else PriceBook()
