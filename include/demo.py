@@ -118,6 +118,10 @@ def main() -> int:
             return 1
         print(f"simulator on {base}; connections sms_emay_ims, sms_emay_fms, sms_eims, "
               "sms_eums, sms_chuanglan registered", flush=True)
+        print("running sms_reports (the balances before sending) ...", flush=True)
+        run = airflow("dags", "test", "sms_reports", env=env)
+        if run.returncode:
+            print(run.stdout[-3000:], run.stderr[-3000:])
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         rows = []
         for vendor in LOGINS:

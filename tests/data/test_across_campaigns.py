@@ -96,7 +96,9 @@ def test_the_guides_duckdb_queries(root: DataRoot) -> None:
     def q(name: str) -> list[tuple]:
         return con.sql(queries[name].replace("'data/", f"'{data}/")).fetchall()
 
-    spend = {(r[0], r[1]): r for r in q("spend per vendor per month")}
+    rows = q("spend per vendor per month")
+    spend = {(r[0], r[1]): r for r in rows}
+    assert len(rows) == len(spend) == 3                             # one row each
     assert set(spend) == {("2026-02", "eums"), ("2026-03", "eims"), ("2026-03", "eums")}
     *_, currency, items, amount, per_delivered = spend[("2026-03", "eims")]
     assert (currency, items, amount) == ("CNY", 12, Decimal("0.60"))

@@ -73,6 +73,69 @@ def _nice(top: float) -> float:
     return next(k * step for k in (1, 2, 2.5, 5, 10) if k * step >= top * (1 - 1e-9))
 
 
+#: up to this many days a chart draws grouped columns (every value readable), beyond it lines
+COLUMN_DAYS = 6
+
+
+def time_chart(series: Mapping[str, Mapping[date, float]], *, y_label: str,
+               percent: bool = False) -> str:
+    """Per vendor over days: grouped columns for a few days, lines for more."""
+    days = {d for values in series.values() for d in values}
+    if days and len(days) <= COLUMN_DAYS:
+        return column_groups(series, y_label=y_label, percent=percent)
+    return line_chart(series, y_label=y_label, percent=percent)
+
+
+def column_groups(series: Mapping[str, Mapping[date, float]], *, y_label: str,
+                  percent: bool = False, width: int = 760, height: int = 260) -> str:
+    """One group of columns per day, one column per series, each with its value on top."""
+    days = sorted({d for values in series.values() for d in values})
+    left, right, top_pad, foot, legend_h = 70, 20, 18, 44, 22
+    plot_w, plot_h = width - left - right, height - top_pad - foot - legend_h
+    values = [v for s in series.values() for v in s.values()]
+    top = 100.0 if percent else _nice(max(values, default=0))
+    base = top_pad + legend_h + plot_h
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" class="chart" aria-label="{escape(y_label)}">']
+    for k in range(5):
+        v = top * k / 4
+        y = base - v / top * plot_h
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
+                     f'stroke="#e4e4e4"/><text x="{left - 6}" y="{y + 4:.1f}" '
+                     f'text-anchor="end">{_axis(v, percent)}</text>')
+    parts.append(f'<text x="14" y="{base - plot_h / 2:.0f}" '
+                 f'transform="rotate(-90 14 {base - plot_h / 2:.0f})" '
+                 f'text-anchor="middle">{escape(y_label)}</text>')
+    group = plot_w / len(days)
+    bar = min(48.0, (group - 16) / max(len(series), 1))
+    for j, d in enumerate(days):
+        start = left + j * group + (group - bar * len(series)) / 2
+        for i, (name, vals) in enumerate(series.items()):
+            if d not in vals:
+                continue
+            h = vals[d] / top * plot_h
+            x = start + i * bar
+            parts.append(f'<rect x="{x + 2:.1f}" y="{base - h:.1f}" width="{bar - 4:.1f}" '
+                         f'height="{h:.1f}" fill="{PALETTE[i % len(PALETTE)]}"><title>'
+                         f'{escape(name)} {d.isoformat()}: {_value(vals[d], percent)}</title>'
+                         f'</rect><text x="{x + bar / 2:.1f}" y="{base - h - 4:.1f}" '
+                         f'text-anchor="middle" font-size="11">{_value(vals[d], percent)}'
+                         "</text>")
+        parts.append(f'<text x="{left + (j + 0.5) * group:.1f}" y="{base + 18}" '
+                     f'text-anchor="middle">{d.isoformat()}</text>')
+    for i, name in enumerate(series):
+        lx = left + i * 130
+        parts.append(f'<rect x="{lx}" y="2" width="12" height="12" '
+                     f'fill="{PALETTE[i % len(PALETTE)]}"/>'
+                     f'<text x="{lx + 16}" y="12">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _value(v: float, percent: bool) -> str:
+    return f"{v:.1f}%" if percent else f"{v:,.2f}"
+
+
 def line_chart(series: Mapping[str, Mapping[date, float]], *, y_label: str,
                percent: bool = False, width: int = 760, height: int = 260) -> str:
     """One line with markers per series over days; the legend names each series."""
@@ -160,7 +223,7 @@ def _vendor_table(rows: Sequence[Mapping[str, Any]]) -> str:
         return '<p class="muted">nothing sent yet</p>'
     body = []
     for vendor, t in sorted(totals.items()):
-        per = (", ".join(money_text((v / t["priced_delivered"]).quantize(Decimal("0.000001")),
+        per = (", ".join(money_text((v / t["priced_delivered"]).quantize(Decimal("0.0001")),
                                     c or None) for c, v in sorted(t["spend"].items()))
                if t["spend"] and t["priced_delivered"] else "—")
         pct = f"{t['delivered'] / t['sent']:.1%}" if t["sent"] else "—"
@@ -212,8 +275,8 @@ def render(rows: Sequence[Mapping[str, Any]], *, generated_at: datetime) -> str:
         "<h2>Campaigns</h2>", table,
         "<h2>Per vendor, all campaigns</h2>", vendors,
         f"<h2>Spend per vendor per day ({escape(unit)})</h2>",
-        line_chart(spend, y_label=f"spend ({unit})"),
+        time_chart(spend, y_label=f"spend ({unit})"),
         "<h2>Delivery rate per vendor per day</h2>",
-        line_chart(rate, y_label="delivered / sent", percent=True),
+        time_chart(rate, y_label="delivered / sent", percent=True),
         "</body></html>\n",
     ])

@@ -199,7 +199,7 @@ def _money_section(money: Sequence[Mapping[str, Any]],
     rows = [[m.get("conn_id"), m.get("vendor"), int(m.get("charge_items") or 0),
              money_text(m.get("estimated_amount"), m.get("currency")),
              money_text(m.get("spend"), m.get("currency")), int(m.get("delivered") or 0),
-             money_text(m.get("cost_per_delivered"), m.get("currency")),
+             money_text(_round(m.get("cost_per_delivered"), 4), m.get("currency")),
              m.get("balance_unit") or "—"] for m in money]
     parts = ["<h2>Money</h2>",
              '<p class="muted">Each message priced at the price in force on its connection '
@@ -226,6 +226,10 @@ def _money_section(money: Sequence[Mapping[str, Any]],
                           "fall (money)", "we submitted (items)", "we submitted (money)"],
                          steps)]
     return "".join(parts)
+
+
+def _round(value: Any, places: int) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(Decimal(1).scaleb(-places))
 
 
 def _items(value: Any) -> str:
