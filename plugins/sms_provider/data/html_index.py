@@ -223,8 +223,8 @@ def _vendor_table(rows: Sequence[Mapping[str, Any]]) -> str:
         return '<p class="muted">nothing sent yet</p>'
     body = []
     for vendor, t in sorted(totals.items()):
-        per = (", ".join(money_text((v / t["priced_delivered"]).quantize(Decimal("0.0001")),
-                                    c or None) for c, v in sorted(t["spend"].items()))
+        per = (", ".join(money_text(v / t["priced_delivered"], c or None, places=4)
+                         for c, v in sorted(t["spend"].items()))
                if t["spend"] and t["priced_delivered"] else "—")
         pct = f"{t['delivered'] / t['sent']:.1%}" if t["sent"] else "—"
         body.append(f"<tr><td>{escape(vendor)}</td><td class=\"n\">{len(t['campaigns']):,}</td>"

@@ -180,11 +180,15 @@ def _day(value: date | None) -> str:
     return value.isoformat() if value is not None else "not sent"
 
 
-def money_text(value: Any, currency: str | None = None) -> str:
-    """An amount as an analyst reads it: two places, or up to six when it needs them."""
+def money_text(value: Any, currency: str | None = None, places: int | None = None) -> str:
+    """An amount as an analyst reads it: two places, or up to six when it needs them
+    (``places``: exactly that many, rounded)."""
     if value is None:
         return "—"
     amount = Decimal(value)
+    if places is not None:
+        shown = f"{amount:,.{places}f}"
+        return f"{shown} {currency}" if currency else shown
     places = amount.normalize().as_tuple().exponent
     shown = f"{amount:,.2f}" if not isinstance(places, int) or places >= -2 else \
         f"{amount:,.{min(6, -places)}f}"
@@ -199,7 +203,7 @@ def _money_section(money: Sequence[Mapping[str, Any]],
     rows = [[m.get("conn_id"), m.get("vendor"), int(m.get("charge_items") or 0),
              money_text(m.get("estimated_amount"), m.get("currency")),
              money_text(m.get("spend"), m.get("currency")), int(m.get("delivered") or 0),
-             money_text(_round(m.get("cost_per_delivered"), 4), m.get("currency")),
+             money_text(m.get("cost_per_delivered"), m.get("currency"), places=4),
              m.get("balance_unit") or "—"] for m in money]
     parts = ["<h2>Money</h2>",
              '<p class="muted">Each message priced at the price in force on its connection '
@@ -211,7 +215,7 @@ def _money_section(money: Sequence[Mapping[str, Any]],
         steps = [[b.get("conn_id"),
                   f"{_stamp(b.get('start_ms'))} → {_stamp(b.get('end_ms'))}",
                   f"{money_text(b.get('before'))} → {money_text(b.get('after'))} "
-                  f"{b.get('unit')}",
+                  f"{b.get('currency') or 'money' if b.get('unit') == 'money' else 'items'}",
                   "top-up" if b.get("topped_up") else _items(b.get("fall_items")),
                   "top-up" if b.get("topped_up") else money_text(b.get("fall_money"),
                                                                  b.get("currency")),
@@ -226,10 +230,6 @@ def _money_section(money: Sequence[Mapping[str, Any]],
                           "fall (money)", "we submitted (items)", "we submitted (money)"],
                          steps)]
     return "".join(parts)
-
-
-def _round(value: Any, places: int) -> Decimal | None:
-    return None if value is None else Decimal(value).quantize(Decimal(1).scaleb(-places))
 
 
 def _items(value: Any) -> str:
@@ -255,7 +255,8 @@ def _carrier_section(carriers: Sequence[Mapping[str, Any]],
         t = totals.setdefault(c["carrier"], {"sent": 0, "delivered": 0})
         t["sent"] += int(c.get("sent") or 0)
         t["delivered"] += int(c.get("delivered") or 0)
-    bars = [(name, t["delivered"] * 1000 // max(t["sent"], 1)) for name, t in totals.items()]
+    bars = [(name, round(t["delivered"] * 1000 / max(t["sent"], 1)))
+            for name, t in totals.items()]
     rows = [[c.get("conn_id"), c.get("carrier"), int(c.get("sent") or 0),
              int(c.get("delivered") or 0), int(c.get("failed") or 0),
              int(c.get("pending") or 0), f"{(c.get('delivery_rate') or 0):.1%}",
@@ -277,7 +278,15 @@ def _carrier_section(carriers: Sequence[Mapping[str, Any]],
 
 
 def _seconds(value: Any) -> str:
-    return "—" if value is None else _short(round(float(value), 1))
+    """A latency as a person reads it: 42 s, 3.5 min, 2.3 h."""
+    if value is None:
+        return "—"
+    seconds = float(value)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def percent_chart(items: Sequence[tuple[str, int]], *, width: int = 720) -> str:
