@@ -125,7 +125,9 @@ class ReconcileOperator(BaseOperator):
                        "discrepancies": {k: v for k, v in result.discrepancies.items() if v},
                        "money": [_money(m) for m in result.money],
                        "by_carrier": {f"{c['conn_id']}/{c['carrier']}": {
-                           "sent": c["sent"], "delivery_rate": round(c["delivery_rate"], 4)}
+                           "sent": c["sent"], "delivery_rate": round(c["delivery_rate"], 4),
+                           "latency_p50_s": c["latency_p50_s"],
+                           "top_failure_reason": c["top_failure_reason"]}
                            for c in result.carriers},
                        "report_html": result.paths.get("report_html")}
             self.log.info("%s", summary)
