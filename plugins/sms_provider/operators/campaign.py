@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from sms_provider.campaign_config import QuietHours
 from sms_provider.hooks.sms import hook_for_connection
-from sms_provider.models import ApprovalState
+from sms_provider.models import ApprovalState, SubmissionStatus
 from sms_provider.operators.values import flag, optional_text, text, whole
 from sms_provider.vendors.base import Capability
 
@@ -303,7 +303,7 @@ def _dry_run(client: Any, campaign_id: str, conn_id: str, shard: int, table: pa.
                                 ("chunk", chunk.index), ("row_number", row_number),
                                 ("mobile", msg.mobile), ("message_id", None),
                                 ("custom_id", msg.custom_id), ("charge_items", items[row_number]),
-                                ("vendor_code", None), ("status", "dry_run"),
+                                ("vendor_code", None), ("status", SubmissionStatus.DRY_RUN.value),
                                 ("description", "dry run: not sent"), ("submitted_at", None)):
                 rows[name].append(value)
     return pa.table(rows, schema=SUBMISSION_SCHEMA)
