@@ -31,6 +31,7 @@ from sms_provider.data.content import (
     holds_control_character,
 )
 from sms_provider.data.numbers import check_numbers, format_for_vendor
+from sms_provider.data.opt_outs import load_suppressed
 from sms_provider.data.recipients import load_recipients, require_single, text_columns
 from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA
 from sms_provider.data.storage import DataRoot
@@ -93,14 +94,6 @@ def _first_reason(*masks: np.ndarray, rows: int) -> np.ndarray:
     for code in range(len(masks), 0, -1):
         codes[masks[code - 1]] = code
     return codes
-
-
-def load_suppressed(root: DataRoot) -> pa.Array:
-    """E.164 numbers that must not be messaged (opt-outs and the like)."""
-    if not root.list_files("suppression"):
-        return pa.array([], pa.string())
-    table = root.read_dataset("suppression")
-    return pc.unique(pc.cast(table["e164"], pa.string()))
 
 
 def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> PrepareSummary:
