@@ -45,7 +45,7 @@ class PrepareSettings:
     content: str
     mobile_column: str = "mobile"
     max_content_chars: int | None = None
-    template_variables: Sequence[str] | None = None  # FMS: send these columns as variables
+    template_variables: Sequence[str] | None = None  # templates: send these columns as variables
     default_region: str = "CN"
     max_shards: int = 8
     min_shard_rows: int = 5000
@@ -307,9 +307,10 @@ def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, st
     content = take(kept.content)
     variables: pa.Array | pa.ChunkedArray
     if settings.template_variables is not None:
-        fms = ContentTemplate.parse("".join("{" + v + "}" for v in settings.template_variables)
-                                    or "x")
-        variables = (fms.variables_json(kept.table.slice(first, last - first).filter(keep))
+        variables_of = ContentTemplate.parse(
+            "".join("{" + v + "}" for v in settings.template_variables) or "x")
+        variables = (variables_of.variables_json(
+                         kept.table.slice(first, last - first).filter(keep))
                      if settings.template_variables else pa.array(["{}"] * n, pa.string()))
     else:
         variables = pa.nulls(n, pa.string())
