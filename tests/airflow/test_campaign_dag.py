@@ -11,13 +11,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from tests.airflow_harness import ROOT, load_dag
+from tests.airflow_harness import CONN_IDS, ROOT, load_dag
 from tests.simulator_harness import SimulatorProcess
 
 SAMPLE = ROOT / "include" / "recipients" / "sample.csv"
 CONTENT = "【Shop】Hi {name}, your code is {code}"
-VENDOR_CONNS = {"emay_ims": "sms_emay_ims", "emay_fms": "sms_emay_fms", "eims": "sms_eims",
-                "eums": "sms_eums", "chuanglan": "sms_chuanglan"}
+#: every vendor's default connection, from the profiles (a new vendor runs here too)
+VENDOR_CONNS = CONN_IDS
 
 
 @pytest.fixture
