@@ -230,7 +230,10 @@ def test_a_partial_prepare_fails_the_send_without_retries(campaign_env: Path, si
     mark_unfinished(DataRoot(campaign_env), "half")
     dags = tmp_path / "dags"  # dag.test() runs only DAGs of a bundle: a folder of its own
     dags.mkdir()
+    from airflow import settings
+
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags))
+    monkeypatch.setattr(settings, "DAGS_FOLDER", str(dags))  # where the local bundle looks
     dag_file = dags / "send_after_partial_prepare.py"
     dag_file.write_text(
         "from datetime import UTC, datetime, timedelta\n"
