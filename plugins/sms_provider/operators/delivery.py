@@ -63,11 +63,9 @@ def _opt_out_words() -> tuple[str, ...]:
     """``SMS_OPT_OUT_WORDS`` (comma-separated) or the defaults: TD, T, 退订, STOP, ..."""
     import os
 
-    from sms_provider.data.reports import DEFAULT_OPT_OUT_WORDS
+    from sms_provider.data.opt_outs import words_from_text
 
-    raw = os.environ.get("SMS_OPT_OUT_WORDS", "")
-    words = tuple(w.strip() for w in raw.split(",") if w.strip())
-    return words or DEFAULT_OPT_OUT_WORDS
+    return words_from_text(os.environ.get("SMS_OPT_OUT_WORDS", ""))
 
 
 def _counts(result: Any) -> dict[str, int]:

@@ -23,7 +23,7 @@ default, PostgreSQL for deployments with several workers.
 
 The package, by concept:
 
-- :mod:`.states`: the chunk states, the ledger's errors, :class:`ChunkRecord`
+- :mod:`.states`: :class:`ChunkState` (a chunk request's state), the errors, :class:`ChunkRecord`
 - :mod:`.owners`: :class:`SenderIdentity`, who holds an intent and whether it is gone
 - :mod:`.schema`: the table and the statements every request runs
 - :mod:`.dialects`: SQLite versus PostgreSQL (engines, pragmas, lock errors, write turns)
@@ -35,18 +35,20 @@ from sms_provider.data.ledger.moves import SendLedger
 from sms_provider.data.ledger.owners import SenderIdentity
 from sms_provider.data.ledger.schema import chunks_table
 from sms_provider.data.ledger.states import (
-    AMBIGUOUS,
     FINAL_STATES,
-    INTENT,
     LEASE_S,
     LOCK_TIMEOUT_S,
-    PENDING,
-    REJECTED,
-    SENT,
     ChunkRecord,
+    ChunkState,
     LedgerLockedError,
     LedgerMismatchError,
 )
+
+#: the bare names older code imported; new code says ``ChunkState.PENDING`` so that a
+#: ledger state cannot be read as a submission status or a reconcile status
+PENDING, INTENT, SENT, REJECTED, AMBIGUOUS = (
+    ChunkState.PENDING, ChunkState.INTENT, ChunkState.SENT, ChunkState.REJECTED,
+    ChunkState.AMBIGUOUS)
 
 __all__ = [
     "AMBIGUOUS",
@@ -58,6 +60,7 @@ __all__ = [
     "REJECTED",
     "SENT",
     "ChunkRecord",
+    "ChunkState",
     "LedgerLockedError",
     "LedgerMismatchError",
     "SendLedger",

@@ -31,15 +31,11 @@ from sms_provider.data.ledger.schema import (
     chunks_table,
 )
 from sms_provider.data.ledger.states import (
-    AMBIGUOUS,
     FINAL_STATES,
-    INTENT,
     LEASE_S,
     LOCK_TIMEOUT_S,
-    PENDING,
-    REJECTED,
-    SENT,
     ChunkRecord,
+    ChunkState,
     LedgerLockedError,
     LedgerMismatchError,
 )
@@ -133,7 +129,7 @@ class SendLedger:
 
     def _record(self, row: Any) -> ChunkRecord:
         return ChunkRecord(row.campaign_id, row.shard, row.chunk, row.fingerprint,
-                           row.recipients, row.state, row.attempts, row.last_error,
+                           row.recipients, ChunkState(row.state), row.attempts, row.last_error,
                            json.loads(row.outcome) if row.outcome else None, row.updated_at,
                            row.owner, row.lease_until)
 
@@ -175,8 +171,8 @@ class SendLedger:
             if row is None:
                 conn.execute(chunks_table.insert().values(
                     campaign_id=campaign_id, shard=shard, chunk=chunk,
-                    fingerprint=fingerprint, recipients=recipients, state=PENDING, attempts=0,
-                    updated_at=time.time()))
+                    fingerprint=fingerprint, recipients=recipients, state=ChunkState.PENDING,
+                    attempts=0, updated_at=time.time()))
                 row = conn.execute(sa.select(chunks_table).where(key)).one()
             else:
                 row = self._settle_stale(conn, row, fingerprint, owner or self.owner)
@@ -196,14 +192,14 @@ class SendLedger:
                 "data changed. Use a new campaign_id, or restore the original prepared data.")
         key = self._key(row.campaign_id, row.shard, row.chunk)
         t = chunks_table.c
-        while row.state == INTENT:
+        while row.state == ChunkState.INTENT:
             reason = self.abandoned(self._record(row), finder)
             if reason is None:
                 return row  # its sender may be mid-request: only it may settle the chunk
             conn.execute(chunks_table.update().where(
-                key, t.state == INTENT, t.owner.is_not_distinct_from(row.owner),
+                key, t.state == ChunkState.INTENT, t.owner.is_not_distinct_from(row.owner),
                 t.lease_until.is_not_distinct_from(row.lease_until)).values(
-                state=AMBIGUOUS, updated_at=time.time(), last_error=reason))
+                state=ChunkState.AMBIGUOUS, updated_at=time.time(), last_error=reason))
             row = conn.execute(sa.select(chunks_table).where(key)).one()
         return row
 
@@ -215,7 +211,7 @@ class SendLedger:
         ``(True, record)``.
 
         ``(False, record)`` when it must not be sent: its outcome is known, it is
-        ambiguous, or (``record.state == INTENT``) another sender that may still
+        ambiguous, or (``record.state == ChunkState.INTENT``) another sender that may still
         be sending it holds it. A chunk never seen before is inserted straight as
         ``intent``: one durable commit before the request.
         """
@@ -232,11 +228,11 @@ class SendLedger:
                         lease))
                 else:
                     with self.engine.begin() as conn:
-                        conn.execute(_INSERT_INTENT, {**values, "state": INTENT,
+                        conn.execute(_INSERT_INTENT, {**values, "state": ChunkState.INTENT,
                                                       "attempts": 1, "intent_at": now,
                                                       "updated_at": now, "owner": stamp,
                                                       "lease_until": lease})
-            return True, ChunkRecord(**values, state=INTENT, attempts=1, last_error=None,
+            return True, ChunkRecord(**values, state=ChunkState.INTENT, attempts=1, last_error=None,
                                      outcome=None, updated_at=now, owner=stamp,
                                      lease_until=lease)
         except (sa.exc.IntegrityError, sqlite3.IntegrityError):
@@ -247,11 +243,11 @@ class SendLedger:
             row = self._settle_stale(
                 conn, conn.execute(sa.select(chunks_table).where(key)).one(), fingerprint,
                 owner)
-            if row.state != PENDING:
+            if row.state != ChunkState.PENDING:
                 return False, self._record(row)
             moved = conn.execute(
-                chunks_table.update().where(key, t.state == PENDING)
-                .values(state=INTENT, attempts=t.attempts + 1, intent_at=now,
+                chunks_table.update().where(key, t.state == ChunkState.PENDING)
+                .values(state=ChunkState.INTENT, attempts=t.attempts + 1, intent_at=now,
                         updated_at=now, owner=stamp, lease_until=lease)).rowcount == 1
             row = conn.execute(sa.select(chunks_table).where(key)).one()
         return moved and row.owner == stamp, self._record(row)
@@ -266,7 +262,7 @@ class SendLedger:
         one was still waiting for its answer still gets that answer when it is
         definite: the real outcome is never thrown away.
         """
-        if state not in (PENDING, *FINAL_STATES):
+        if state not in (ChunkState.PENDING, *FINAL_STATES):
             raise ValueError(f"cannot finish a chunk in state {state!r}")
         now = time.time()
         stored = json.dumps(outcome) if outcome is not None else None
@@ -287,9 +283,9 @@ class SendLedger:
         key = self._key(record.campaign_id, record.shard, record.chunk)
         t = chunks_table.c
         with self._writing, self._relaxed.begin() as conn:
-            if state in (SENT, REJECTED) and record.owner is not None:
+            if state in (ChunkState.SENT, ChunkState.REJECTED) and record.owner is not None:
                 conn.execute(chunks_table.update().where(
-                    key, t.state == AMBIGUOUS, t.owner == record.owner).values(
+                    key, t.state == ChunkState.AMBIGUOUS, t.owner == record.owner).values(
                     state=state, outcome=stored, last_error=error, updated_at=now))
             return self._record(conn.execute(sa.select(chunks_table).where(key)).one())
 
@@ -299,7 +295,7 @@ class SendLedger:
         t = chunks_table.c
         with self._writing, self._relaxed.begin() as conn:
             return conn.execute(chunks_table.update().where(
-                t.campaign_id == campaign_id, t.shard == shard, t.state == INTENT,
+                t.campaign_id == campaign_id, t.shard == shard, t.state == ChunkState.INTENT,
                 t.owner == owner.to_json()).values(
                 lease_until=time.time() + self.lease_s)).rowcount
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from sms_provider.data.ledger.states import INTENT
+from sms_provider.data.ledger.states import ChunkState
 
 _metadata = sa.MetaData()
 chunks_table = sa.Table(
@@ -35,6 +35,6 @@ _c = chunks_table.c
 _KEY = sa.and_(_c.campaign_id == sa.bindparam("k_campaign"), _c.shard == sa.bindparam("k_shard"),
                _c.chunk == sa.bindparam("k_chunk"))
 _INSERT_INTENT = chunks_table.insert()
-_FINISH = (chunks_table.update().where(_KEY, _c.state == INTENT)
+_FINISH = (chunks_table.update().where(_KEY, _c.state == ChunkState.INTENT)
            .values(state=sa.bindparam("v_state"), outcome=sa.bindparam("v_outcome"),
                    last_error=sa.bindparam("v_error"), updated_at=sa.bindparam("v_at")))

@@ -13,13 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sms_provider.data.ledger import (
-    AMBIGUOUS,
     FINAL_STATES,
     ChunkRecord,
 )
 from sms_provider.data.schemas import SUBMISSION_SCHEMA
 from sms_provider.data.send.chunks import Chunk
-from sms_provider.models import AcceptedBatch, Submission
+from sms_provider.models import AcceptedBatch, Submission, SubmissionStatus
 
 
 @dataclass
@@ -124,7 +123,7 @@ def settled_columns(chunk: Chunk, record: ChunkRecord) -> SettledColumns | None:
     n = len(chunk)
     outcome = record.outcome or _uniform(
         n, message_id=None, custom_id=None, charge_items=0, vendor_code=None,
-        status=AMBIGUOUS, description=record.last_error or "")
+        status=SubmissionStatus.AMBIGUOUS.value, description=record.last_error or "")
     columns = {name: (_outcome_array(value, n, name)
                       if isinstance(value, list | dict) else _description(name, value))
                for name, value in ((name, outcome.get(name)) for name in OUTCOME_FIELDS)}

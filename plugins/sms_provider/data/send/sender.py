@@ -15,12 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 from sms_provider.data.ledger import (
-    AMBIGUOUS,
-    INTENT,
-    PENDING,
-    REJECTED,
-    SENT,
     ChunkRecord,
+    ChunkState,
     LedgerLockedError,
     SenderIdentity,
     SendLedger,
@@ -45,6 +41,7 @@ from sms_provider.errors import (
     RateLimitedError,
     RetryableError,
 )
+from sms_provider.models import SubmissionStatus
 from sms_provider.vendors.base import VendorClient
 
 log = logging.getLogger(__name__)
@@ -162,7 +159,7 @@ class ShardSender:
 
     def _unsent(self, chunk: Chunk) -> ChunkRecord:
         return ChunkRecord(self.campaign_id, self.shard, chunk.index, chunk.fingerprint,
-                           len(chunk), PENDING, 0, None, None, time.time())
+                           len(chunk), ChunkState.PENDING, 0, None, None, time.time())
 
     def _send_chunk(self, chunk: Chunk) -> ChunkRecord:
         record: ChunkRecord | None = None
@@ -172,12 +169,12 @@ class ShardSender:
             go, record = self.ledger.begin_send(self.campaign_id, self.shard, chunk.index,
                                                 chunk.fingerprint, len(chunk),
                                                 owner=self.owner)
-            if not go and record.state == INTENT:  # another sender has it on the wire
+            if not go and record.state == ChunkState.INTENT:  # another sender has it on the wire
                 go, record = self._await_other_sender(chunk, record)
             if not go:  # settled already, or ambiguous, or still the other sender's
                 return record
             record, wait = self._attempt(chunk, record, attempt)
-            if record.state != PENDING:
+            if record.state != ChunkState.PENDING:
                 return record
             if attempt + 1 < self.max_attempts and wait:
                 self.sleep(wait)
@@ -200,7 +197,7 @@ class ShardSender:
             go, record = self.ledger.begin_send(self.campaign_id, self.shard, chunk.index,
                                                 chunk.fingerprint, len(chunk),
                                                 owner=self.owner)
-            if go or record.state != INTENT:
+            if go or record.state != ChunkState.INTENT:
                 return go, record
         holder = record.owner_identity
         self._held_elsewhere[chunk.index] = (
@@ -220,32 +217,32 @@ class ShardSender:
                 kwargs["template_id"] = self.template_id
             subs = self.client.send(chunk.messages, **kwargs)
         except RateLimitedError as exc:
-            return finish(record, PENDING, error=str(exc)), max(exc.retry_after, 0.01)
+            return finish(record, ChunkState.PENDING, error=str(exc)), max(exc.retry_after, 0.01)
         except RetryableError as exc:
-            return finish(record, PENDING, error=str(exc)), self.backoff_s * 2 ** attempt
+            return finish(record, ChunkState.PENDING, error=str(exc)), self.backoff_s * 2 ** attempt
         except AmbiguousError as exc:
-            return finish(record, AMBIGUOUS, error=str(exc)), 0
+            return finish(record, ChunkState.AMBIGUOUS, error=str(exc)), 0
         except (AuthenticationError, InsufficientBalanceError) as exc:
             # Certainly not sent, and every other chunk would fail alike: stop.
             self._abort_reason = f"sending stopped: {exc}"
             self._abort.set()
-            return finish(record, PENDING, error=str(exc)), 0
+            return finish(record, ChunkState.PENDING, error=str(exc)), 0
         except PermanentError as exc:
             outcome = _uniform(len(chunk), message_id=None, custom_id=chunk.custom_ids,
                                charge_items=0, vendor_code=exc.code or type(exc).__name__,
-                               status=REJECTED, description=str(exc))
-            return finish(record, REJECTED, outcome=outcome, error=str(exc)), 0
+                               status=SubmissionStatus.REJECTED.value, description=str(exc))
+            return finish(record, ChunkState.REJECTED, outcome=outcome, error=str(exc)), 0
         except Exception as exc:
             # Unknown failure after the intent: the request may have left.
-            finish(record, AMBIGUOUS, error=f"unexpected {type(exc).__name__}")
+            finish(record, ChunkState.AMBIGUOUS, error=f"unexpected {type(exc).__name__}")
             raise
         if len(subs) != len(chunk):
-            return finish(record, AMBIGUOUS, error=(
+            return finish(record, ChunkState.AMBIGUOUS, error=(
                 f"vendor answered {len(subs)} results for {len(chunk)} "
                 "recipients")), 0
         outcome = _outcome(subs)
         stored = _for_ledger(outcome)
-        settled = finish(record, SENT, outcome=stored)
+        settled = finish(record, ChunkState.SENT, outcome=stored)
         # the worker builds the chunk's columns from the answer's own lists, cheaper
         # than from the stored form (a rerun reads the stored form back)
         return (replace(settled, outcome=outcome) if settled.outcome is stored
