@@ -34,13 +34,12 @@ from sms_provider.data.numbers import check_numbers, format_for_vendor
 from sms_provider.data.numbers.reasons import MAINLAND_CALLING_CODE
 from sms_provider.data.recipients import load_recipients, require_single, text_columns
 from sms_provider.data.routing import (
-    ROUTING_SCHEMA,
     Route,
     assign,
     no_route_detail,
     split_points,
 )
-from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA
+from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA, ROUTING_SCHEMA
 from sms_provider.data.storage import DataRoot
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from sms_provider.vendors.profiles import profile_of
+
+if TYPE_CHECKING:  # numpy is imported where used: campaign files are checked at DAG parse
+    import numpy as np
 
 
 class RoutingError(ValueError):
@@ -123,6 +124,8 @@ def plan_routes(routes: Sequence[Route], *, template_campaign: bool = False) -> 
 
 
 def _seed(campaign_id: str) -> np.uint64:
+    import numpy as np
+
     return np.uint64(int.from_bytes(
         hashlib.sha256(campaign_id.encode("utf-8")).digest()[:8], "little"))
 
@@ -130,6 +133,8 @@ def _seed(campaign_id: str) -> np.uint64:
 def split_points(campaign_id: str, keys: np.ndarray) -> np.ndarray:
     """Per number key (E.164 digits as int64), a point in [0, 1) from the campaign id and
     the number: splitmix64, vectorised, so ten million rows cost one pass."""
+    import numpy as np
+
     with np.errstate(over="ignore"):
         z = keys.astype(np.uint64) ^ _seed(campaign_id)
         z = z + np.uint64(0x9E3779B97F4A7C15)
@@ -146,6 +151,8 @@ def assign(eligible: np.ndarray, weights: Sequence[int], points: np.ndarray) -> 
     split among the weighted routes they can take, in proportion to the weights, by
     their ``points``; the others go to the first route that can take them.
     """
+    import numpy as np
+
     rows, n_routes = eligible.shape
     chosen = np.full(rows, -1, dtype=np.int16)
     if rows == 0 or n_routes == 0:
@@ -174,13 +181,3 @@ def no_route_detail(routes: Sequence[Route], foreign: bool) -> str:
     if foreign:
         return f"number outside mainland China; no connection in conn_ids sends abroad ({names})"
     return f"no connection in conn_ids can take this recipient ({names})"
-
-
-#: the routing manifest's columns: which connection sends which shard, and its estimate
-ROUTING_SCHEMA = pa.schema([
-    ("shard", pa.int32()),
-    ("conn_id", pa.string()),
-    ("vendor", pa.string()),
-    ("prepared", pa.int64()),
-    ("estimated_items", pa.int64()),
-])

@@ -16,6 +16,15 @@ PREPARED_SCHEMA = pa.schema([
     ("shard", pa.int32()),
 ])
 
+#: ``campaigns/<id>/routing/``: which connection sends which shard, and its estimate
+ROUTING_SCHEMA = pa.schema([
+    ("shard", pa.int32()),
+    ("conn_id", pa.string()),
+    ("vendor", pa.string()),
+    ("prepared", pa.int64()),
+    ("estimated_items", pa.int64()),
+])
+
 #: ``campaigns/<id>/rejected/``: one row per input row that will not be sent
 REJECTED_SCHEMA = pa.schema([
     ("row_number", pa.int64()),

@@ -32,18 +32,21 @@ def _texts(op: BaseOperator, *names: str) -> None:
 
 
 class PrepareRecipientsOperator(BaseOperator):
-    """Reads, validates and shards the recipients.
+    """Reads, validates, routes and shards the recipients.
 
-    Returns the shard numbers (what ``send`` maps over); the counts and paths go
-    to the ``summary`` XCom.
+    Returns what ``send`` maps over: one ``{"shard", "sms_conn_id"}`` per shard, each
+    shard going through the one connection prepare routed it to; the counts, the
+    per-connection figures and the paths go to the ``summary`` XCom.
     """
 
     template_fields: Sequence[str] = ("campaign_id", "recipients", "sms_conn_id", "content",
-                                      "mobile_column")
+                                      "mobile_column", "sms_conn_ids", "weights",
+                                      "template_id")
 
     def __init__(self, *, campaign_id: str, recipients: str, sms_conn_id: str, content: str,
                  mobile_column: str = "mobile", max_shards: int = 8,
-                 min_shard_rows: int = 5000, **kwargs: Any) -> None:
+                 min_shard_rows: int = 5000, sms_conn_ids: Any = None, weights: Any = None,
+                 template_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.campaign_id = campaign_id
         self.recipients = recipients
@@ -52,60 +55,93 @@ class PrepareRecipientsOperator(BaseOperator):
         self.mobile_column = mobile_column
         self.max_shards = max_shards
         self.min_shard_rows = min_shard_rows
+        self.sms_conn_ids = sms_conn_ids
+        self.weights = weights
+        self.template_id = template_id
 
-    def execute(self, context: Context) -> list[int]:
-        from sms_provider.data.content import ContentTemplate
+    def execute(self, context: Context) -> list[dict[str, Any]]:
         from sms_provider.data.errors import BadInputError
         from sms_provider.data.prepare import PrepareSettings, prepare
+        from sms_provider.operators.routing import build_routes, conn_ids_of, weights_of
         from sms_provider.operators.runtime import data_root, local_recipients
 
         _texts(self, "campaign_id", "recipients", "sms_conn_id", "content", "mobile_column")
-        with hook_for_connection(self.sms_conn_id).get_client() as client:
-            vendor, limit = client.vendor, getattr(client, "max_content_chars", None)
-            templates = client.supports(Capability.TEMPLATES)
+        conn_ids = conn_ids_of(self.sms_conn_id, self.sms_conn_ids)
+        routes = build_routes(conn_ids, weights_of(conn_ids, self.weights), self.content,
+                              template_campaign=bool(optional_text(self.template_id,
+                                                                   "template_id")))
+        first = routes[0]
         root = data_root()
         try:
-            template_vars = (ContentTemplate.parse(self.content).variables if templates
-                             else None)
             with local_recipients(self.recipients) as path:
                 summary = prepare(root, path, PrepareSettings(
-                    campaign_id=self.campaign_id, vendor=vendor, content=self.content,
-                    mobile_column=self.mobile_column, max_content_chars=limit,
-                    template_variables=template_vars, max_shards=self.max_shards,
-                    min_shard_rows=self.min_shard_rows))
+                    campaign_id=self.campaign_id, vendor=first.vendor, content=self.content,
+                    mobile_column=self.mobile_column, max_content_chars=first.max_content_chars,
+                    template_variables=first.template_variables, max_shards=self.max_shards,
+                    min_shard_rows=self.min_shard_rows, routes=routes,
+                    template_campaign=bool(optional_text(self.template_id, "template_id"))))
         except BadInputError as exc:
             raise AirflowFailException(str(exc)) from None  # a retry reads the same file
         self.log.info("prepared %d of %d rows into %d shard(s), %d rejected %s; estimate %d "
                       "charge items; encoding %s", summary.prepared, summary.input_rows,
                       len(summary.shards), summary.rejected, summary.reasons,
                       summary.estimated_items, summary.encoding)
+        for route, figures in zip(routes, summary.routes, strict=True):
+            figures["templates"] = route.templates
+            self.log.info("route %s (%s): %d recipient(s), shard(s) %s, estimate %d items",
+                          figures["conn_id"], figures["vendor"], figures["prepared"],
+                          figures["shards"], figures["estimated_items"])
         result = summary.as_dict()
-        result["vendor"] = vendor
+        result["vendor"] = first.vendor
         result["prepared_path"] = root.path(*root.campaign(self.campaign_id, "prepared"))
         result["rejected_path"] = root.path(*root.campaign(self.campaign_id, "rejected"))
         context["ti"].xcom_push(key="summary", value=result)
-        return summary.shards
+        return [{"shard": shard, "sms_conn_id": figures["conn_id"]}
+                for figures in summary.routes for shard in figures["shards"]]
 
 
 class CheckBalanceOperator(BaseOperator):
-    """Fails early, with the figures, when the balance cannot cover the estimate."""
+    """Fails early, with the figures, when a connection's balance cannot cover its share
+    of the estimate (each connection against the recipients routed to it)."""
 
-    template_fields: Sequence[str] = ("sms_conn_id", "estimated_items")
+    template_fields: Sequence[str] = ("sms_conn_id", "estimated_items", "routes")
 
-    def __init__(self, *, sms_conn_id: str, estimated_items: Any, **kwargs: Any) -> None:
+    def __init__(self, *, sms_conn_id: str, estimated_items: Any, routes: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sms_conn_id = sms_conn_id
         self.estimated_items = estimated_items
+        self.routes = routes
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        from sms_provider.operators.routing import routes_of
+
         _texts(self, "sms_conn_id")
-        estimate = whole(self.estimated_items, "estimated_items")
-        hook = hook_for_connection(self.sms_conn_id)
+        shares = [(text(r["conn_id"], "conn_id"), whole(r["estimated_items"], "estimated_items"))
+                  for r in routes_of(self.routes) if r.get("prepared")]
+        if not routes_of(self.routes):
+            shares = [(self.sms_conn_id, whole(self.estimated_items, "estimated_items"))]
+        out: dict[str, Any] = {}
+        short: list[str] = []
+        for conn_id, estimate in shares:
+            checked, problem = self._check(conn_id, estimate)
+            if checked is not None:
+                out[conn_id] = checked
+            if problem:
+                short.append(problem)
+        if short:
+            raise AirflowFailException("; ".join(short) + "; top up, then clear this task")
+        if len(shares) == 1:
+            return out.get(shares[0][0])
+        return out or None
+
+    def _check(self, conn_id: str, estimate: int) -> tuple[dict[str, Any] | None, str | None]:
+        hook = hook_for_connection(conn_id)
         with hook.get_client() as client:
             if not client.supports(Capability.BALANCE):
-                self.log.info("%s has no balance call: check skipped (estimate %d items)",
-                              client.vendor, estimate)
-                return None
+                self.log.info("%s: %s has no balance call: check skipped (estimate %d items)",
+                              conn_id, client.vendor, estimate)
+                return None, None
             balances = client.balance()
             product = getattr(client, "product", None)
         settings = hook.pipeline_settings
@@ -113,19 +149,20 @@ class CheckBalanceOperator(BaseOperator):
         if chosen.unit == "money":
             price = settings.get("price_per_item")
             if price is None:
-                self.log.warning("balance is %s (money) and the connection sets no "
-                                 "price_per_item: cannot compare with %d items", chosen.amount,
-                                 estimate)
-                return {"balance": str(chosen.amount), "unit": "money", "estimate": estimate}
+                self.log.warning("%s: balance is %s (money) and the connection sets no "
+                                 "price_per_item: cannot compare with %d items", conn_id,
+                                 chosen.amount, estimate)
+                return {"balance": str(chosen.amount), "unit": "money",
+                        "estimate": estimate}, None
             needed = Decimal(estimate) * price
         else:
             needed = Decimal(estimate)
-        self.log.info("balance %s %s, the campaign needs %s", chosen.amount, chosen.unit, needed)
+        self.log.info("%s: balance %s %s, its share of the campaign needs %s", conn_id,
+                      chosen.amount, chosen.unit, needed)
         if chosen.amount < needed:
-            raise AirflowFailException(
-                f"balance {chosen.amount} {chosen.unit} cannot cover the estimate of {estimate} "
-                f"charge items ({needed} {chosen.unit}); top up, then clear this task")
-        return {"balance": str(chosen.amount), "unit": chosen.unit, "needed": str(needed)}
+            return None, (f"{conn_id}: balance {chosen.amount} {chosen.unit} cannot cover the "
+                          f"estimate of {estimate} charge items ({needed} {chosen.unit})")
+        return {"balance": str(chosen.amount), "unit": chosen.unit, "needed": str(needed)}, None
 
 
 class FmsTemplateOperator(BaseOperator):
@@ -133,13 +170,14 @@ class FmsTemplateOperator(BaseOperator):
     deferred, until the carriers decide. Other vendors: returns "" at once (an XCom
     ``send`` can always pull)."""
 
-    template_fields: Sequence[str] = ("sms_conn_id", "content", "template_id")
+    template_fields: Sequence[str] = ("sms_conn_id", "content", "template_id", "routes")
 
     def __init__(self, *, sms_conn_id: str, content: str, template_id: str | None = None,
                  poll_interval: float = 30.0, approval_timeout: timedelta = timedelta(days=3),
-                 **kwargs: Any) -> None:
+                 routes: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sms_conn_id = sms_conn_id
+        self.routes = routes
         self.content = content
         self.template_id = template_id
         self.poll_interval = poll_interval
@@ -147,9 +185,16 @@ class FmsTemplateOperator(BaseOperator):
 
     def execute(self, context: Context) -> str | None:
         from sms_provider.data.content import ContentTemplate
+        from sms_provider.operators.routing import routes_of
 
         _texts(self, "sms_conn_id", "content")
         template_id = optional_text(self.template_id, "template_id")
+        routes = routes_of(self.routes)
+        if routes:  # routed: the one connection with templates that got recipients, if any
+            chosen = [r["conn_id"] for r in routes if r.get("templates") and r.get("prepared")]
+            if not chosen:
+                return template_id or ""
+            self.sms_conn_id = text(chosen[0], "conn_id")  # the trigger polls this one
         with hook_for_connection(self.sms_conn_id).get_client() as client:
             if not client.supports(Capability.TEMPLATES):
                 return template_id or ""
@@ -257,6 +302,8 @@ class SendShardOperator(BaseOperator):
             owner = SenderIdentity.current(
                 task=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}",
                 attempt=ti.try_number)
+            if not client.supports(Capability.TEMPLATES):
+                template_id = None  # another route's template: this vendor sends the text
             try:
                 ledger = open_ledger(root)
                 try:
