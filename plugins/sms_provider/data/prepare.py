@@ -171,8 +171,9 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     limit = max(limits) if None not in limits else None
     rejected = _rejected(table, raw, codes, check.reason, first_empty, template.variables,
                          length, limit)
-    if (codes == _NO_ROUTE).any():
-        foreign = _mask(pc.not_equal(check.country_code, MAINLAND_CALLING_CODE))
+    abroad = _mask(pc.equal(check.reason, "not_mainland"))
+    if (codes == _NO_ROUTE).any() or abroad.any():
+        foreign = abroad | _mask(pc.not_equal(check.country_code, MAINLAND_CALLING_CODE))
         rejected = _no_route_details(rejected, codes, foreign, routes)
     if (codes == _CONTROL).any():
         rejected = _control_details(rejected, table, codes, first_control, personal)
@@ -216,8 +217,9 @@ def _vendor_mobile(check: Any, route: Route, *, single: bool) -> pa.Array | pa.C
 
 def _no_route_details(rejected: pa.Table, codes: np.ndarray, foreign: np.ndarray,
                       routes: Sequence[Route]) -> pa.Table:
-    """The detail of rows no connection can take: the connections that were asked."""
-    rows = np.flatnonzero(codes == _NO_ROUTE)
+    """The detail of rows no connection can take (no route, or a foreign number where
+    none sends abroad): the connections that were asked."""
+    rows = np.flatnonzero((codes == _NO_ROUTE) | ((codes == _NUMBER) & foreign))
     positions = np.searchsorted(np.flatnonzero(codes), rows)
     detail = rejected["detail"].to_pylist()
     for position, row in zip(positions.tolist(), rows.tolist(), strict=True):
