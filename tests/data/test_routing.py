@@ -90,7 +90,7 @@ def test_a_template_campaign_goes_only_where_templates_are(tmp_path) -> None:
     [shard] = shards_of(root, "r1")
     assert {r["variables"] for r in read_shard(root, "r1", shard).to_pylist()} == {
         '{"name":"n0"}', '{"name":"n1"}'}
-    with pytest.raises(RoutingError, match="no connection in conn_ids .* has templates"):
+    with pytest.raises(RoutingError, match=r"no connection in conn_ids .* has templates"):
         plan_routes(routes[:1], template_campaign=True)
 
 
