@@ -125,7 +125,7 @@ def build_campaign_dag(dag_id: str, *, schedule: Any = None,
         send = SendShardOperator.partial(
             task_id="send", campaign_id=campaign_id_template,
             template_id=template.output, dry_run="{{ params.dry_run }}",
-            max_active_tis_per_dagrun=4,
+            sms_conn_ids="{{ params.conn_ids | tojson }}", max_active_tis_per_dagrun=4,
         ).expand_kwargs(prepare.output)
         summary = CampaignSummaryOperator(task_id="summary", campaign_id=campaign_id_template)
         prepare >> balance >> template >> window >> send >> summary

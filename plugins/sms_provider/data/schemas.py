@@ -25,6 +25,20 @@ ROUTING_SCHEMA = pa.schema([
     ("estimated_items", pa.int64()),
 ])
 
+#: ``campaigns/<id>/moves/``: failover, per send task: recipients that left a connection
+#: that was down for the next one (the send ledger's ``sms_send_moves``, as data)
+MOVES_SCHEMA = pa.schema([
+    ("move_id", pa.int64()),
+    ("source_shard", pa.int32()),
+    ("source_conn", pa.string()),
+    ("target_conn", pa.string()),
+    ("target_shard", pa.int32()),       # the moved recipients' shard in submissions/
+    ("chunks", pa.string()),            # the source chunk indices, comma-separated
+    ("recipients", pa.int64()),
+    ("reason", pa.string()),
+    ("moved_at", pa.float64()),         # Unix time
+])
+
 #: ``campaigns/<id>/rejected/``: one row per input row that will not be sent
 REJECTED_SCHEMA = pa.schema([
     ("row_number", pa.int64()),

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from sms_provider.campaign_config import QuietHours
 from sms_provider.hooks.sms import hook_for_connection
@@ -254,14 +254,18 @@ class SendWindowOperator(BaseOperator):
 class SendShardOperator(BaseOperator):
     """Sends one prepared shard through the ledger; safe to retry, clear or rerun."""
 
-    template_fields: Sequence[str] = ("campaign_id", "sms_conn_id", "template_id", "dry_run")
+    template_fields: Sequence[str] = ("campaign_id", "sms_conn_id", "template_id", "dry_run",
+                                      "sms_conn_ids")
 
     def __init__(self, *, campaign_id: str, sms_conn_id: str, shard: int,
                  template_id: str | None = None, dry_run: Any = False,
-                 concurrency: int | None = None, max_attempts: int = 3, **kwargs: Any) -> None:
+                 concurrency: int | None = None, max_attempts: int = 3,
+                 sms_conn_ids: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.campaign_id = campaign_id
         self.sms_conn_id = sms_conn_id
+        #: the run's connections in order: where unsent chunks go when this one is down
+        self.sms_conn_ids = sms_conn_ids
         self.shard = shard
         self.template_id = template_id
         self.dry_run = dry_run
@@ -269,14 +273,7 @@ class SendShardOperator(BaseOperator):
         self.max_attempts = max_attempts
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from sms_provider.data.ledger import (
-            LedgerLockedError,
-            LedgerMismatchError,
-            SenderIdentity,
-        )
-        from sms_provider.data.locations import open_ledger
         from sms_provider.data.prepare import read_shard
-        from sms_provider.data.send import ShardSender
         from sms_provider.operators.runtime import data_root
 
         _texts(self, "campaign_id", "sms_conn_id")
@@ -286,7 +283,6 @@ class SendShardOperator(BaseOperator):
         shard = whole(self.shard, "shard")
         table = read_shard(root, self.campaign_id, shard)
         hook = hook_for_connection(self.sms_conn_id)
-        concurrency = self.concurrency or hook.pipeline_settings.get("send_concurrency", 4)
         target = root.campaign(self.campaign_id, "submissions", f"part-{shard:05d}.parquet")
         with hook.get_client() as client:
             if dry_run:
@@ -296,38 +292,9 @@ class SendShardOperator(BaseOperator):
                 self.log.info("dry run: %d recipients in shard %d would be sent, nothing sent",
                               result_table.num_rows, shard)
                 return {"shard": shard, "dry_run": result_table.num_rows}
-            ti = context["ti"]
-            # who sends, as the ledger records it: a later try of this very task instance
-            # knows an intent of an earlier try for abandoned, another run's for not
-            owner = SenderIdentity.current(
-                task=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}",
-                attempt=ti.try_number)
-            if not client.supports(Capability.TEMPLATES):
-                template_id = None  # another route's template: this vendor sends the text
-            try:
-                ledger = open_ledger(root)
-                try:
-                    result = ShardSender(client, ledger, self.campaign_id, shard,
-                                         conn_id=self.sms_conn_id, template_id=template_id,
-                                         concurrency=concurrency,
-                                         max_attempts=self.max_attempts,
-                                         owner=owner).run(table)
-                finally:
-                    ledger.close()
-            except LedgerMismatchError as exc:
-                raise AirflowFailException(str(exc)) from None  # a retry cannot fix it
-            except LedgerLockedError as exc:
-                raise AirflowException(f"shard {shard}: {exc}") from None  # retryable
-        root.write_table(result.table, *target)
-        self.log.info("shard %d: %s; submissions at %s", shard, result.counts,
-                      root.path(*target))
-        if result.errors and result.errors[0].startswith("sending stopped"):
-            raise AirflowFailException(f"shard {shard}: {result.errors[0]}")
-        if not result.complete:
-            raise AirflowException(
-                f"shard {shard}: {result.unsent_chunks} request(s) not sent yet (nothing was "
-                f"sent twice; a retry sends only those): {'; '.join(result.errors[:3])}")
-        return {"shard": shard, **result.counts}
+        from sms_provider.operators.shard_send import send_with_failover
+
+        return send_with_failover(self, context, root, shard, table, template_id)
 
 
 def _dry_run(client: Any, campaign_id: str, conn_id: str, shard: int, table: pa.Table

@@ -53,8 +53,8 @@ def build_routes(conn_ids: Sequence[str], weights: Mapping[str, int], content: s
                 conn_id=conn_id, vendor=client.vendor,
                 max_content_chars=getattr(client, "max_content_chars", None),
                 templates=templates,
-                template_variables=(ContentTemplate.parse(content).variables if templates
-                                    else None),
+                template_variables=(ContentTemplate.parse(content).variables
+                                    if templates and content else None),
                 weight=weights.get(conn_id, 0)))
     try:
         return list(plan_routes(routes, template_campaign=template_campaign).routes)
