@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from sms_provider.campaign_config import QuietHours
+from sms_provider.errors import RetryableError
 from sms_provider.hooks.sms import hook_for_connection
 from sms_provider.models import ApprovalState
 from sms_provider.operators.values import flag, optional_text, text, whole
@@ -123,8 +124,17 @@ class CheckBalanceOperator(BaseOperator):
             shares = [(self.sms_conn_id, whole(self.estimated_items, "estimated_items"))]
         out: dict[str, Any] = {}
         short: list[str] = []
+        routed = len(routes_of(self.routes)) > 1
         for conn_id, estimate in shares:
-            checked, problem = self._check(conn_id, estimate)
+            try:
+                checked, problem = self._check(conn_id, estimate)
+            except RetryableError as exc:
+                if not routed:
+                    raise
+                # routed: sending fails over from a connection that stays unreachable
+                self.log.warning("%s: balance not known (%s); if it stays unreachable, its "
+                                 "recipients fail over to the next connection", conn_id, exc)
+                continue
             if checked is not None:
                 out[conn_id] = checked
             if problem:
