@@ -77,7 +77,7 @@ def test_every_recipient_once_and_a_rerun_sends_nothing(sim, ledger) -> None:
 
 def test_the_table_built_in_blocks_is_the_table_read_back(sim, ledger, monkeypatch) -> None:
     """Blocks of chunks joined while sending give what a rerun reads from the ledger."""
-    import sms_provider.data.send as send_module
+    import sms_provider.data.send.sender as send_module
 
     monkeypatch.setattr(send_module, "RESULT_BLOCK_CHUNKS", 2)
     table = shard_table(45)
