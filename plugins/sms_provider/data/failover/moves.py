@@ -24,9 +24,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from sms_provider.data.ledger import PENDING, SendLedger, chunks_table
+from sms_provider.data.ledger import MOVED, PENDING, SendLedger, chunks_table
 
-MOVED = "moved"
 #: a moved shard is numbered MOVED_SHARD_BASE + the move's id: far above any shard
 #: prepare writes, unique across campaigns, and the same on every rerun
 MOVED_SHARD_BASE = 1_000_000

@@ -5,6 +5,11 @@ A chunk moves through these states::
     pending --(intent committed)--> intent --(answer)--> sent | rejected
                                            \\--(retryable error)--> pending
                                            \\--(answer lost)-------> ambiguous
+    pending --(failover: the connection is down)--> moved
+
+Only ``pending`` chunks are ever sent, and only ``pending`` ones are moved: a
+moved chunk's recipients go through another connection as a shard of their own
+(``sms_provider.data.failover``), never through this one.
 
 Only ``pending`` chunks are ever sent. An intent records its owner (the
 sender: task instance and try, host, process) and a lease the live sender
@@ -40,6 +45,7 @@ from sms_provider.data.ledger.states import (
     INTENT,
     LEASE_S,
     LOCK_TIMEOUT_S,
+    MOVED,
     PENDING,
     REJECTED,
     SENT,
@@ -54,6 +60,7 @@ __all__ = [
     "INTENT",
     "LEASE_S",
     "LOCK_TIMEOUT_S",
+    "MOVED",
     "PENDING",
     "REJECTED",
     "SENT",

@@ -14,6 +14,9 @@ from sms_provider.data.ledger.owners import SenderIdentity
 
 PENDING, INTENT, SENT, REJECTED, AMBIGUOUS = "pending", "intent", "sent", "rejected", "ambiguous"
 FINAL_STATES = frozenset({SENT, REJECTED, AMBIGUOUS})
+#: a pending chunk whose recipients failover gave to another connection (see
+#: ``sms_provider.data.failover``): never sent through this shard's connection
+MOVED = "moved"
 
 #: seconds a sender's claim on its chunks in flight lasts unless renewed; senders renew
 #: it every third of that (once per shard, not per request)
