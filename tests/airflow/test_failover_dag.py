@@ -101,14 +101,15 @@ def test_primary_refusing_connections_from_the_start(campaign_env: Path, sim: Si
 
 def test_primary_going_down_after_its_first_requests(campaign_env: Path, sim: SimulatorProcess,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    set_extra(monkeypatch, "sms_eums", max_batch=10, send_concurrency=1, failover_after_s=1)
+    # each recipient has a content of its own: one request each, in row order
+    set_extra(monkeypatch, "sms_eums", send_concurrency=1, failover_after_s=1)
     sim.faults({"kind": "status", "status": 503, "vendor": "eums", "path": "send.do",
-                "skip": 2})
+                "skip": 5})
     dr = run(campaign_id="fo-down", conn_ids=["sms_eums", "sms_chuanglan"])
     assert dr.state == "success", states(dr)
     by_conn = assert_each_once(campaign_env, "fo-down", sim, ["eums", "chuanglan"])
-    assert by_conn == {"sms_eums": 20, "sms_chuanglan": 20}
-    assert len(sim.messages("eums")) == 20
+    assert by_conn == {"sms_eums": 5, "sms_chuanglan": 35}
+    assert len(sim.messages("eums")) == 5
     recon = reconcile(campaign_env, "fo-down", ["sms_eums", "sms_chuanglan"], monkeypatch)
     assert Counter(recon["conn_id"].to_pylist()) == by_conn
     # a rerun sends nothing and finds the same moves
@@ -124,6 +125,7 @@ def test_primary_running_out_of_balance_mid_campaign(campaign_env: Path,
     # Emay IMS has no balance call: the campaign starts, and the balance runs out
     sim.reset(emay_ims={"balance": 20})
     set_extra(monkeypatch, "sms_emay_ims", max_batch=10, send_concurrency=1)
+    # Emay IMS personalises: a request carries 10 recipients, the balance covers two
     dr = run(campaign_id="fo-poor", conn_ids=["sms_emay_ims", "sms_chuanglan"])
     assert dr.state == "success", states(dr)
     by_conn = assert_each_once(campaign_env, "fo-poor", sim, ["emay_ims", "chuanglan"])

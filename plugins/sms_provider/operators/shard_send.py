@@ -45,13 +45,13 @@ def send_with_failover(op: BaseOperator, context: Context, root: DataRoot, shard
     def settings(conn: str) -> dict[str, Any]:
         return hook_for_connection(conn).pipeline_settings
 
-    def make_sender(client: Any, conn: str, leg_shard: int) -> ShardSender:
+    def make_sender(client: Any, conn: str, leg_shard: int, retries: bool) -> ShardSender:
         own_template = template_id if client.supports(Capability.TEMPLATES) else None
         return ShardSender(client, ledger, campaign_id, leg_shard, conn_id=conn,
                            template_id=own_template,
                            concurrency=op.concurrency or settings(conn).get("send_concurrency",
                                                                             4),
-                           max_attempts=op.max_attempts, owner=owner)
+                           max_attempts=op.max_attempts if retries else 1, owner=owner)
 
     try:
         ledger = open_ledger(root)

@@ -43,6 +43,12 @@ class Sender(Protocol):
     def run(self, table: pa.Table) -> ShardResult: ...
 
 
+#: makes the sender of one leg: (client, conn_id, shard, retries); ``retries`` False
+#: means one request per chunk and pass, the failover loop doing the retrying (so the
+#: window is looked at between passes, not after every chunk's backoff)
+MakeSender = Callable[[VendorClient, str, int, bool], Sender]
+
+
 @dataclass
 class Leg:
     """One shard through one connection, and what came of it."""
@@ -96,7 +102,7 @@ class FailoverSender:
 
     def __init__(self, *, campaign_id: str, routes: Sequence[Route], book: MoveBook,
                  open_client: Callable[[str], AbstractContextManager[VendorClient]],
-                 make_sender: Callable[[VendorClient, str, int], Sender],
+                 make_sender: MakeSender,
                  failover_after: Callable[[str], float],
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time, retry_wait_s: float = 1.0) -> None:
@@ -130,7 +136,7 @@ class FailoverSender:
         """Send one leg; fail over when its connection is down; the moved legs to send."""
         movable = len(self.routes) > 1 and self._can_fail_over(conn_id, table)
         while True:
-            result = self.make_sender(client, conn_id, shard).run(table)
+            result = self.make_sender(client, conn_id, shard, not movable).run(table)
             if result.complete:
                 if movable:
                     self.book.outage_over(self.campaign_id, conn_id)
@@ -152,7 +158,7 @@ class FailoverSender:
             if not self._move(client, shard, conn_id, table, reason):
                 break  # nothing left to move: what is unsent stays with this connection
             # the leg's own outcome without the moved chunks (they are not its to send)
-            result = self.make_sender(client, conn_id, shard).run(table)
+            result = self.make_sender(client, conn_id, shard, False).run(table)
             break
         moves = self.book.moves(self.campaign_id, shard)
         leg = Leg(shard, conn_id, client.vendor, result, moves)
