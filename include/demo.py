@@ -1,5 +1,7 @@
 """``make demo``: the simulator, the five connections, one campaign per vendor,
-then report collection (pull and push) and reconciliation.
+then a campaign routed over two vendors whose preferred one fails partway
+(failover, docs/routing.md), then report collection (pull and push) and
+reconciliation.
 
 Starts the simulator (``include/simulator.json``) and the push receiver (for
 Chuanglan, which only pushes), migrates Airflow's metadata DB in ``.airflow/``,
@@ -30,7 +32,8 @@ CONTENT = "【Shop】Hi {name}, your code is {code}"
 LOGINS = {"emay_ims": ("app_id", "secret_key", {"mode": "secure"}),
           "emay_fms": ("app_id", "secret_key", {"mode": "secure"}),
           "eims": ("account", "password", {"price_per_item": "0.05"}),
-          "eums": ("name", "password", {"ver": 17}),
+          # failover_after_s: the routed campaign below moves off EUMS 2 s into its outage
+          "eums": ("name", "password", {"ver": 17, "failover_after_s": 2}),
           "chuanglan": ("account", "password", {})}
 
 
@@ -58,6 +61,39 @@ def money(path: Path) -> tuple[str, str]:
     currency = spend[0]["currency"] or ""
     per = f"{total / delivered:.4f}" if delivered else "-"
     return f"{total:.2f} {currency}", per
+
+
+ROUTED = ("sms_eums", "sms_chuanglan")
+#: EUMS answers 503 to every send after its first ten: it goes down partway
+EUMS_DOWN = {"kind": "status", "status": 503, "vendor": "eums", "path": "send.do", "skip": 10}
+
+
+def routed_campaign(base: str, stamp: str, env: dict[str, str]) -> tuple[str, str, bool]:
+    """One campaign over EUMS then Chuanglan; EUMS fails partway and the rest moves."""
+    campaign = f"demo-routed-{stamp}"
+    conf = {"campaign_id": campaign, "conn_ids": list(ROUTED), "content": CONTENT,
+            "recipients": str(ROOT / "include" / "recipients" / "sample.csv")}
+    requests.post(base + "/_sim/faults", json={"rules": [EUMS_DOWN]},
+                  timeout=10).raise_for_status()
+    print(f"running sms_campaign routed over {' then '.join(ROUTED)}, EUMS failing after "
+          "its first 10 requests ...", flush=True)
+    try:
+        run = airflow("dags", "test", "sms_campaign", "-c", json.dumps(conf), env=env)
+    finally:
+        requests.delete(base + "/_sim/faults", timeout=10).raise_for_status()
+    if run.returncode:
+        print(run.stdout[-3000:], run.stderr[-3000:])
+    subs = Path(env["SMS_DATA_ROOT"]) / "campaigns" / campaign / "submissions"
+    if subs.exists():
+        split = Counter(ds.dataset(subs).to_table(columns=["conn_id"])["conn_id"].to_pylist())
+        print("  submitted through:", ", ".join(f"{c} {n}" for c, n in sorted(split.items())))
+    moves = Path(env["SMS_DATA_ROOT"]) / "campaigns" / campaign / "moves"
+    if moves.exists():
+        for move in ds.dataset(moves).to_table().to_pylist():
+            print(f"  moved {move['recipients']} recipient(s) from {move['source_conn']} to "
+                  f"{move['target_conn']} (shard {move['target_shard']}): "
+                  f"{move['reason'][:100]}")
+    return "routed", campaign, run.returncode == 0
 
 
 def main() -> int:
@@ -134,6 +170,7 @@ def main() -> int:
             if not ok:
                 print(run.stdout[-3000:], run.stderr[-3000:])
             rows.append((vendor, campaign, ok))
+        rows.append(routed_campaign(base, stamp, env))
         time.sleep(2)  # the simulator reports within about a second; pushes follow
         for dag_id, conf in (("sms_reports", {}), ("sms_reconcile", {"campaign_id": None})):
             print(f"running {dag_id} ...", flush=True)

@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 CONF_FIELDS = {"campaign_id", "recipients", "conn_id", "content", "mobile_column",
-               "template_id", "dry_run"}
+               "template_id", "dry_run", "conn_ids", "weights"}
 FILE_FIELDS = CONF_FIELDS | {"schedule", "quiet_hours", "description"}
-REQUIRED = ("campaign_id", "recipients", "conn_id", "content", "schedule")
+REQUIRED = ("campaign_id", "recipients", "content", "schedule")
 
 
 class CampaignFileError(ValueError):
@@ -121,6 +121,21 @@ def _parse_schedule(path: Path, value: Any) -> tuple[str | None, datetime | None
     return text, None
 
 
+def _check_routing(path: Path, data: dict[str, Any]) -> None:
+    """``conn_id`` or ``conn_ids`` (an ordered list of one or more), and ``weights`` for
+    listed connections only: checked by the same rules the campaign's prepare applies."""
+    from sms_provider.data.routing import RoutingError, check_weights, conn_list
+
+    if not data.get("conn_id") and not data.get("conn_ids"):
+        raise _fail(path, "field 'conn_id' (or 'conn_ids') is required")
+    try:
+        ids = conn_list(data.get("conn_id"), data.get("conn_ids"))
+        check_weights(ids, data.get("weights"))
+    except RoutingError as exc:
+        raise _fail(path, f"field {'weights' if 'weights' in str(exc) else 'conn_ids'!r}: "
+                          f"{exc}") from None
+
+
 def load_campaign(path: Path) -> CampaignSpec:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -141,6 +156,7 @@ def load_campaign(path: Path) -> CampaignSpec:
     for name in ("recipients", "conn_id", "content", "mobile_column", "template_id"):
         if name in data and data[name] is not None and not isinstance(data[name], str):
             raise _fail(path, f"field {name!r} must be a string")
+    _check_routing(path, data)
     campaign_id = data["campaign_id"]
     if not isinstance(campaign_id, str) or not CAMPAIGN_ID.match(campaign_id):
         raise _fail(path, "field 'campaign_id': letters, digits, '.', '_' and '-' only, "

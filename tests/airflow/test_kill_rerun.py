@@ -109,3 +109,67 @@ def test_sigkill_mid_shard_then_rerun_sends_every_recipient_exactly_once(
     third = start_run(conf, env, tmp_path / "third.log")  # and once more: nothing new
     assert third.wait(300) == 0
     assert sim.count("eums") == RECIPIENTS
+
+
+@pytest.mark.slow
+def test_sigkill_mid_failover_then_rerun_sends_every_recipient_exactly_once(
+        sim: SimulatorProcess, airflow_db: None, tmp_path: Path) -> None:
+    """The preferred connection (EUMS) goes down after 30 requests; the rest fail over
+    to Chuanglan, and the sender dies in the middle of the moved recipients' requests.
+    The rerun resumes the move: nobody twice, across both vendors."""
+    mobiles = write_recipients(tmp_path / "recipients.csv")
+    down_after, held = 30, 10
+    sim.faults({"kind": "status", "status": 503, "vendor": "eums", "path": "send",
+                "skip": down_after},
+               {"kind": "latency", "vendor": "chuanglan", "path": "HttpBatchSendSM",
+                "latency_s": 4.0, "skip": held, "count": 1})
+    env = {**os.environ, "SMS_DATA_ROOT": str(tmp_path / "data"),
+           **connection_env(sim, sim.config, extras={
+               "eums": {"max_batch": 20, "send_concurrency": 1, "failover_after_s": 1},
+               "chuanglan": {"max_batch": 20, "send_concurrency": 1}})}
+    env.pop("SMS_LEDGER_URL", None)
+    conf = {"campaign_id": "crash-fo", "recipients": str(tmp_path / "recipients.csv"),
+            "conn_ids": ["sms_eums", "sms_chuanglan"], "content": "【Shop】Flash sale today"}
+
+    first = start_run(conf, env, tmp_path / "first.log")
+    deadline = time.monotonic() + 180
+
+    def held_fired() -> bool:
+        return any(r["vendor"] == "chuanglan" and r["fired"] for r in sim.fault_rules())
+
+    while not held_fired():  # the moved recipients' 11th request reached Chuanglan
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the failover never got going"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    deadline = time.monotonic() + 30
+    while sim.count("chuanglan") < (held + 1) * 20:  # the held request is accepted
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert sim.count("eums") == down_after * 20
+
+    second = start_run(conf, env, tmp_path / "second.log")
+    assert second.wait(300) == 0
+    log = (tmp_path / "second.log").read_text()
+    assert "RUN-STATE success" in log, log[-3000:]
+
+    received = Counter(m["mobile"] for vendor in ("eums", "chuanglan")
+                       for m in sim.messages(vendor))
+    assert set(received) == set(mobiles)
+    assert set(received.values()) == {1}
+    campaign = tmp_path / "data" / "campaigns" / "crash-fo"
+    submissions = ds.dataset(campaign / "submissions").to_table()
+    assert submissions.num_rows == RECIPIENTS
+    assert pc.count_distinct(submissions["row_number"]).as_py() == RECIPIENTS
+    by_conn = Counter(submissions["conn_id"].to_pylist())
+    assert by_conn == {"sms_eums": down_after * 20, "sms_chuanglan": RECIPIENTS - down_after * 20}
+    statuses = set(submissions["status"].to_pylist())
+    assert statuses <= {"submitted", "ambiguous"}
+    moves = ds.dataset(campaign / "moves").to_table().to_pylist()
+    assert len(moves) == 1 and moves[0]["recipients"] == RECIPIENTS - down_after * 20
+
+    third = start_run(conf, env, tmp_path / "third.log")  # and once more: nothing new
+    assert third.wait(300) == 0
+    assert sim.count("eums") + sim.count("chuanglan") == RECIPIENTS

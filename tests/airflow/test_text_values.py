@@ -125,7 +125,7 @@ def test_every_param_and_xcom_keeps_the_text(campaign_id, value, campaign_env: P
     assert summary["prepared_path"].endswith(f"/campaigns/{campaign_id}/prepared")
     assert (summary["prepared"], summary["vendor"]) == (41, "eims")
     shards = got[("prepare", -1, "return_value")]
-    assert shards == [0]
+    assert shards == [{"shard": 0, "sms_conn_id": value}]
     assert got[("fms_template", -1, "return_value")] == ""
     assert got[("send", 0, "return_value")] == {"shard": 0, "submitted": 41}
     final = got[("summary", -1, "return_value")]

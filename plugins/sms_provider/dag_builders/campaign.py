@@ -1,7 +1,8 @@
 """Builds the campaign DAG: ``sms_campaign`` (triggered with a conf) and one DAG per
 campaign file (scheduled). The DAG files in ``dags/`` only call these builders.
 
-prepare -> check_balance -> fms_template -> send_window -> send (mapped over shards)
+prepare -> check_balance -> fms_template -> send_window -> send (mapped over
+(connection, shard) pairs: prepare routes each recipient to one of ``conn_ids``)
 -> summary. Templates render as text, not native objects, so every id, content, path
 and column name reaches its task as the exact string given; the operators convert the
 few typed fields (``dry_run``, counts) themselves (``sms_provider.operators.values``).
@@ -51,7 +52,8 @@ def default_args() -> dict[str, Any]:
 
 def campaign_params(defaults: dict[str, Any] | None = None) -> dict[str, Param]:
     d = {"campaign_id": "", "recipients": "", "conn_id": "sms_eums", "content": "",
-         "mobile_column": "mobile", "template_id": None, "dry_run": False, **(defaults or {})}
+         "mobile_column": "mobile", "template_id": None, "dry_run": False, "conn_ids": None,
+         "weights": None, **(defaults or {})}
     return {
         "campaign_id": Param(d["campaign_id"], type="string", minLength=1, maxLength=100,
                              pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", title="Campaign id",
@@ -64,6 +66,16 @@ def campaign_params(defaults: dict[str, Any] | None = None) -> dict[str, Param]:
         "conn_id": Param(d["conn_id"], type="string", minLength=1, title="Vendor connection",
                          description="An emay_ims, emay_fms, eims, eums or chuanglan "
                          "connection."),
+        "conn_ids": Param(d["conn_ids"], type=["null", "array"],
+                          items={"type": "string", "minLength": 1},
+                          title="Vendor connections (routing)",
+                          description="Ordered list; each recipient goes to the first one "
+                          "that can take it (docs/routing.md). Given, it replaces conn_id."),
+        "weights": Param(d["weights"], type=["null", "object"],
+                         additionalProperties={"type": "integer", "minimum": 0},
+                         title="Routing weights",
+                         description='e.g. {"sms_eums": 70, "sms_chuanglan": 30}: split the '
+                         "recipients several connections can take, the same way on a rerun."),
         "content": Param(d["content"], type="string", minLength=1, title="Content",
                          description="{column} placeholders are filled from the recipient "
                          "file; for Emay FMS the text is the template.",
@@ -92,24 +104,29 @@ def build_campaign_dag(dag_id: str, *, schedule: Any = None,
              description=description or "Send an SMS campaign exactly once",
              tags=tags or ["sms"], doc_md=__doc__) as dag:
         conn = "{{ params.conn_id }}"
+        # structured params go as JSON text: the ids inside stay the strings given
+        routes = "{{ ti.xcom_pull(task_ids='prepare', key='summary')['routes'] | tojson }}"
+        template_id = "{{ params.template_id or '' }}"  # null renders as "", not "None"
         prepare = PrepareRecipientsOperator(
             task_id="prepare", campaign_id=campaign_id_template,
             recipients="{{ params.recipients }}", sms_conn_id=conn,
-            content="{{ params.content }}", mobile_column="{{ params.mobile_column }}")
+            content="{{ params.content }}", mobile_column="{{ params.mobile_column }}",
+            sms_conn_ids="{{ params.conn_ids | tojson }}",
+            weights="{{ params.weights | tojson }}", template_id=template_id)
         balance = CheckBalanceOperator(
             task_id="check_balance", sms_conn_id=conn,
             estimated_items="{{ ti.xcom_pull(task_ids='prepare', key='summary')"
-                            "['estimated_items'] }}")
+                            "['estimated_items'] }}", routes=routes)
         template = TemplateApprovalOperator(
             task_id="fms_template", sms_conn_id=conn, content="{{ params.content }}",
-            template_id="{{ params.template_id or '' }}",  # null renders as "", not "None"
+            template_id=template_id, routes=routes,
             poll_interval=float(os.environ.get("SMS_FMS_POLL_INTERVAL", "30")))
         window = SendWindowOperator(task_id="send_window", quiet_hours=quiet_hours)
         send = SendShardOperator.partial(
-            task_id="send", campaign_id=campaign_id_template, sms_conn_id=conn,
+            task_id="send", campaign_id=campaign_id_template,
             template_id=template.output, dry_run="{{ params.dry_run }}",
-            max_active_tis_per_dagrun=4,
-        ).expand(shard=prepare.output)
+            sms_conn_ids="{{ params.conn_ids | tojson }}", max_active_tis_per_dagrun=4,
+        ).expand_kwargs(prepare.output)
         summary = CampaignSummaryOperator(task_id="summary", campaign_id=campaign_id_template)
         prepare >> balance >> template >> window >> send >> summary
     if fileloc:

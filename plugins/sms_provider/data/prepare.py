@@ -32,11 +32,17 @@ from sms_provider.data.content import (
     holds_control_character,
 )
 from sms_provider.data.numbers import check_numbers, format_for_vendor
+from sms_provider.data.numbers.reasons import MAINLAND_CALLING_CODE
 from sms_provider.data.opt_outs import load_suppressed
 from sms_provider.data.recipients import load_recipients, require_single, text_columns
-from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA
+from sms_provider.data.routing import (
+    Route,
+    assign,
+    no_route_detail,
+    split_points,
+)
+from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA, ROUTING_SCHEMA
 from sms_provider.data.storage import DataRoot
-from sms_provider.vendors.profiles import profile_of
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,17 @@ class PrepareSettings:
     default_region: str = "CN"
     max_shards: int = 8
     min_shard_rows: int = 5000
+    #: the connections to route over, in preference order (None: ``vendor`` alone, the
+    #: fields above describing it); see :mod:`sms_provider.data.routing`
+    routes: Sequence[Route] | None = None
+    #: a template campaign (``template_id`` given): only routes with templates take it
+    template_campaign: bool = False
+
+    def route_list(self) -> list[Route]:
+        if self.routes:
+            return list(self.routes)
+        return [Route("", self.vendor, self.max_content_chars,
+                      self.template_variables is not None, self.template_variables)]
 
 
 @dataclass
@@ -62,6 +79,8 @@ class PrepareSummary:
     estimated_items: int
     reasons: dict[str, int] = field(default_factory=dict)
     encoding: str | None = None
+    #: per route: conn_id, vendor, shards, prepared, estimated_items
+    routes: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,10 +96,11 @@ def shard_count(rows: int, max_shards: int, min_shard_rows: int) -> int:
 
 
 #: reason codes, in the order they are judged (the first one that applies wins)
-_NUMBER, _MISSING, _CONTROL, _TOO_LONG, _DUPLICATE, _SUPPRESSED = 1, 2, 3, 4, 5, 6
+_NUMBER, _MISSING, _CONTROL, _TOO_LONG, _NO_ROUTE, _DUPLICATE, _SUPPRESSED = range(1, 8)
 _REASONS = pa.array([None, None, "missing_value", "control_character", "content_too_long",
-                     "duplicate", "suppressed"], pa.string())
-_DETAILS = pa.array([None, "", None, None, None, "number already listed in an earlier row",
+                     "no_route", "duplicate", "suppressed"], pa.string())
+_DETAILS = pa.array([None, "", None, None, None, None,
+                     "number already listed in an earlier row",
                      "number is on the suppression list"], pa.string())
 
 
@@ -98,57 +118,109 @@ def _first_reason(*masks: np.ndarray, rows: int) -> np.ndarray:
 
 
 def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> PrepareSummary:
-    """Validate, personalise, deduplicate and shard; write the two datasets."""
+    """Validate, personalise, deduplicate, route and shard; write the datasets."""
     template = ContentTemplate.parse(settings.content)
+    routes = settings.route_list()
     loaded = load_recipients(recipients, mobile_column=settings.mobile_column)
     columns = loaded.table.column_names
     try:
         template.check_columns(columns)
     except ContentTemplateError as exc:
         raise ContentTemplateError(f"{recipients}: {exc}") from None
-    missing = [name for name in settings.template_variables or () if name not in columns]
+    wanted = list(dict.fromkeys(name for route in routes
+                                for name in route.template_variables or ()))
+    missing = [name for name in wanted if name not in columns]
     if missing:
         raise ContentTemplateError(f"{recipients}: template variable(s) {', '.join(missing)} "
                                    f"have no column; its columns are: {', '.join(columns)}")
     # the columns whose values go out: text, one column per name, no control characters
-    personal = list(dict.fromkeys([*template.variables, *(settings.template_variables or ())]))
+    personal = list(dict.fromkeys([*template.variables, *wanted]))
     require_single(loaded, [settings.mobile_column, *personal])
     table = text_columns(loaded, personal)
     raw = table[settings.mobile_column]
-    mainland = not profile_of(settings.vendor).sends_abroad
+    mainland = not any(route.sends_abroad for route in routes)
     check = check_numbers(raw, settings.default_region, mainland=mainland)
-    # mainland vendors: the national format, without a second mainland pass
-    mobile = check.national if mainland else format_for_vendor(check, settings.vendor)
     empties = template.empties(table)
     content = template.render(table, empties)
-    limit = settings.max_content_chars
     length = pc.utf8_length(content)
-    too_long = _mask(pc.greater(length, limit)) if limit else np.zeros(table.num_rows, bool)
+    rows = table.num_rows
     first_control = _first_reason(*(_mask(holds_control_character(table[name]))
-                                    for name in personal), rows=table.num_rows)
+                                    for name in personal), rows=rows)
     number_bad = _mask(pc.is_valid(check.reason))
-    content_ok = _mask(pc.is_valid(content)) & ~too_long & (first_control == 0)
+    eligible, room = _eligibility(routes, check, length, settings.template_campaign, rows)
+    too_long = ~number_bad & ~room.any(axis=1)
+    no_route = ~number_bad & ~too_long & ~eligible.any(axis=1)
+    content_ok = _mask(pc.is_valid(content)) & ~too_long & ~no_route & (first_control == 0)
     # Duplicates are judged among rows that would otherwise go out; the first row wins.
     candidate = ~number_bad & content_ok
     # Each vendor format maps one-to-one onto E.164, so duplicates are judged there.
-    dup = _mask(_duplicates(check.e164, pa.array(candidate, pa.bool_())))
+    keys = _int64_keys(check.e164)
+    dup = _mask(_duplicates(keys, pa.array(candidate, pa.bool_())))
     suppressed = _mask(pc.is_in(check.e164, value_set=load_suppressed(root)))
     first_empty = _first_reason(*(_mask(empties[name]) for name in template.variables),
-                                rows=table.num_rows)
-    codes = _first_reason(number_bad, first_empty > 0, first_control > 0, too_long, dup,
-                          suppressed, rows=table.num_rows)
+                                rows=rows)
+    codes = _first_reason(number_bad, first_empty > 0, first_control > 0, too_long, no_route,
+                          dup, suppressed, rows=rows)
+    limits = [route.max_content_chars for route in routes]
+    limit = max(limits) if None not in limits else None
     rejected = _rejected(table, raw, codes, check.reason, first_empty, template.variables,
                          length, limit)
+    abroad = _mask(pc.equal(check.reason, "not_mainland"))
+    if (codes == _NO_ROUTE).any() or abroad.any():
+        foreign = abroad | _mask(pc.not_equal(check.country_code, MAINLAND_CALLING_CODE))
+        rejected = _no_route_details(rejected, codes, foreign, routes)
     if (codes == _CONTROL).any():
         rejected = _control_details(rejected, table, codes, first_control, personal)
-    kept = _Kept(table, np.flatnonzero(codes == 0), mobile, check.e164, content)
-    prepared, shards, items = _write(root, settings, kept, rejected)
+    kept_rows = np.flatnonzero(codes == 0)
+    chosen = assign(eligible[kept_rows], [route.weight for route in routes],
+                    split_points(settings.campaign_id, keys[kept_rows]))
+    kept = [(route, _Kept(table, kept_rows[chosen == index],
+                          _vendor_mobile(check, route, single=len(routes) == 1 and mainland),
+                          check.e164, content))
+            for index, route in enumerate(routes)]
+    prepared, shards, items, routed = _write(root, settings, kept, rejected)
     reasons = {r["values"]: r["counts"] for r in
                pc.value_counts(rejected["reason"]).to_pylist()} if rejected.num_rows else {}
     return PrepareSummary(
-        campaign_id=settings.campaign_id, input_rows=table.num_rows,
+        campaign_id=settings.campaign_id, input_rows=rows,
         prepared=prepared, rejected=rejected.num_rows, shards=list(range(shards)),
-        estimated_items=items, reasons=reasons, encoding=loaded.encoding)
+        estimated_items=items, reasons=reasons, encoding=loaded.encoding, routes=routed)
+
+
+def _eligibility(routes: Sequence[Route], check: Any, length: pa.Array | pa.ChunkedArray,
+                 template_campaign: bool, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows × routes: which route can take each row, and which has room for its content
+    among the routes its number may go to (the profile asked, never the vendor's name)."""
+    home = _mask(pc.equal(check.country_code, MAINLAND_CALLING_CODE))
+    eligible = np.zeros((rows, len(routes)), dtype=bool)
+    room = np.zeros((rows, len(routes)), dtype=bool)
+    for index, route in enumerate(routes):
+        number_ok = np.ones(rows, bool) if route.sends_abroad else home
+        fits = (~_mask(pc.greater(length, route.max_content_chars))
+                if route.max_content_chars else np.ones(rows, bool))
+        room[:, index] = number_ok & fits
+        eligible[:, index] = room[:, index] & (route.templates or not template_campaign)
+    return eligible, room
+
+
+def _vendor_mobile(check: Any, route: Route, *, single: bool) -> pa.Array | pa.ChunkedArray:
+    """The numbers in the route's vendor format (one mainland route: the mainland check
+    already gave the national format, without a second pass)."""
+    return check.national if single else format_for_vendor(check, route.vendor)
+
+
+def _no_route_details(rejected: pa.Table, codes: np.ndarray, foreign: np.ndarray,
+                      routes: Sequence[Route]) -> pa.Table:
+    """The detail of rows no connection can take (no route, or a foreign number where
+    none sends abroad): the connections that were asked."""
+    rows = np.flatnonzero((codes == _NO_ROUTE) | ((codes == _NUMBER) & foreign))
+    positions = np.searchsorted(np.flatnonzero(codes), rows)
+    detail = rejected["detail"].to_pylist()
+    for position, row in zip(positions.tolist(), rows.tolist(), strict=True):
+        detail[position] = no_route_detail(routes, bool(foreign[row]))
+    return rejected.set_column(rejected.schema.get_field_index("detail"), "detail",
+                               _chunked_like(pa.array(detail, pa.string()),
+                                             rejected["row_number"]))
 
 
 def _rejected(table: pa.Table, raw: pa.ChunkedArray | pa.Array, codes: np.ndarray,
@@ -217,8 +289,7 @@ def _chunked_like(values: pa.Array | pa.ChunkedArray, like: pa.Array | pa.Chunke
     return pa.chunked_array(chunks, values.type)
 
 
-def _duplicates(e164: pa.ChunkedArray | pa.Array, candidate: pa.ChunkedArray | pa.Array
-                ) -> pa.Array:
+def _duplicates(keys: np.ndarray, candidate: pa.ChunkedArray | pa.Array) -> pa.Array:
     """True for every candidate row whose number a candidate row before it already has.
 
     Keys are the E.164 digits as int64 (at most 15 digits): sorting or hashing
@@ -226,7 +297,6 @@ def _duplicates(e164: pa.ChunkedArray | pa.Array, candidate: pa.ChunkedArray | p
     """
     mask = _mask(candidate)
     rows = np.flatnonzero(mask)
-    keys = _int64_keys(e164)
     repeated = np.zeros(len(mask), dtype=bool)
     repeated[rows[_repeats(keys[rows])]] = True
     return pa.array(repeated, pa.bool_())
@@ -288,8 +358,8 @@ class _Kept:
     content: pa.ChunkedArray | pa.Array
 
 
-def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, stop: int
-              ) -> pa.Table:
+def _prepared(kept: _Kept, settings: PrepareSettings, route: Route, shard: int, start: int,
+              stop: int) -> pa.Table:
     """Shard ``shard``: kept rows ``start`` to ``stop``, taken from the source columns.
 
     Shards are contiguous runs of kept rows, so each is a filter of one contiguous
@@ -307,12 +377,12 @@ def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, st
     row_number = take(kept.table["row_number"])
     content = take(kept.content)
     variables: pa.Array | pa.ChunkedArray
-    if settings.template_variables is not None:
+    if route.template_variables is not None:
         variables_of = ContentTemplate.parse(
-            "".join("{" + v + "}" for v in settings.template_variables) or "x")
+            "".join("{" + v + "}" for v in route.template_variables) or "x")
         variables = (variables_of.variables_json(
                          kept.table.slice(first, last - first).filter(keep))
-                     if settings.template_variables else pa.array(["{}"] * n, pa.string()))
+                     if route.template_variables else pa.array(["{}"] * n, pa.string()))
     else:
         variables = pa.nulls(n, pa.string())
     custom_ids = pc.binary_join_element_wise(
@@ -330,9 +400,9 @@ def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, st
     }, schema=PREPARED_SCHEMA)
 
 
-def _write(root: DataRoot, settings: PrepareSettings, kept: _Kept, rejected: pa.Table
-           ) -> tuple[int, int, int]:
-    """Replace both datasets under the unfinished-prepare marker (see ``completion``).
+def _write(root: DataRoot, settings: PrepareSettings, kept: list[tuple[Route, _Kept]],
+           rejected: pa.Table) -> tuple[int, int, int, list[dict[str, Any]]]:
+    """Replace the datasets under the unfinished-prepare marker (see ``completion``).
 
     Should any write fail (a full disk), what was written goes again, best effort,
     and the marker stays: readers refuse the campaign until a prepare finishes.
@@ -342,7 +412,7 @@ def _write(root: DataRoot, settings: PrepareSettings, kept: _Kept, rejected: pa.
     try:
         result = _write_datasets(root, settings, kept, rejected)
     except BaseException:
-        for name in ("prepared", "rejected"):
+        for name in ("prepared", "rejected", "routing"):
             with contextlib.suppress(Exception):
                 root.remove_dir(*root.campaign(campaign_id, name))
         raise
@@ -350,43 +420,90 @@ def _write(root: DataRoot, settings: PrepareSettings, kept: _Kept, rejected: pa.
     return result
 
 
-def _write_datasets(root: DataRoot, settings: PrepareSettings, kept: _Kept,
-                    rejected: pa.Table) -> tuple[int, int, int]:
-    """Replace both datasets; stale shard files of an earlier, larger run go too.
+def _route_shards(rows: int, total: int, settings: PrepareSettings, routes: int) -> int:
+    """A route's share of the shards: in proportion to its rows, at least one where it
+    has any, so a campaign's send tasks stay about ``max_shards`` however it is routed."""
+    if rows == 0:
+        return 0
+    share = settings.max_shards if routes == 1 else max(
+        1, round(settings.max_shards * rows / max(1, total)))
+    return shard_count(rows, share, settings.min_shard_rows)
 
-    Each shard is built and written by one job on a two-thread pool (Arrow and the
-    Parquet writer release the GIL). Returns the prepared rows, the number of shards
-    and the charge items.
+
+def _write_datasets(root: DataRoot, settings: PrepareSettings,
+                    kept: list[tuple[Route, _Kept]], rejected: pa.Table
+                    ) -> tuple[int, int, int, list[dict[str, Any]]]:
+    """Replace the datasets; stale shard files of an earlier, larger run go too.
+
+    Shards are numbered across routes (the first route's first), each one route's
+    only, in that vendor's number format; ``routing/`` says which connection sends
+    which shard. Each shard is built and written by one job on a two-thread pool
+    (Arrow and the Parquet writer release the GIL). Returns the prepared rows, the
+    number of shards, the charge items and the per-route figures.
     """
     campaign_id = settings.campaign_id
-    for name in ("prepared", "rejected"):
+    for name in ("prepared", "rejected", "routing"):
         root.remove_dir(*root.campaign(campaign_id, name))
-    n = len(kept.rows)
-    if n == 0:
-        empty = PREPARED_SCHEMA.empty_table()
-        root.write_table(empty, *root.campaign(campaign_id, "prepared", "part-00000.parquet"))
-        root.write_table(rejected, *root.campaign(campaign_id, "rejected", "part-00000.parquet"))
-        return 0, 0, 0
-    per_shard = max(1, math.ceil(n / shard_count(n, settings.max_shards,
-                                                 settings.min_shard_rows)))
-    shards = math.ceil(n / per_shard)
+    n = sum(len(part.rows) for _, part in kept)
+    jobs: list[tuple[int, Route, _Kept, int, int]] = []
+    plan: list[tuple[Route, list[int], int]] = []
+    next_shard = 0
+    for route, part in kept:
+        rows = len(part.rows)
+        count = _route_shards(rows, n, settings, len(kept))
+        per_shard = max(1, math.ceil(rows / count)) if count else 0
+        shards = []
+        for start in range(0, rows, per_shard or 1):
+            jobs.append((next_shard, route, part, start, min(rows, start + per_shard)))
+            shards.append(next_shard)
+            next_shard += 1
+        plan.append((route, shards, rows))
 
-    def job(shard: int) -> int:
-        start = shard * per_shard
-        part = _prepared(kept, settings, shard, start, min(n, start + per_shard))
-        root.write_table(part, *root.campaign(campaign_id, "prepared",
-                                              f"part-{shard:05d}.parquet"))
-        return int(pc.sum(part["charge_items"]).as_py() or 0)
+    def job(shard: int, route: Route, part: _Kept, start: int, stop: int) -> int:
+        table = _prepared(part, settings, route, shard, start, stop)
+        root.write_table(table, *root.campaign(campaign_id, "prepared",
+                                               f"part-{shard:05d}.parquet"))
+        return int(pc.sum(table["charge_items"]).as_py() or 0)
 
     def write_rejected() -> int:
         root.write_table(rejected, *root.campaign(campaign_id, "rejected", "part-00000.parquet"))
         return 0
 
+    if not jobs:
+        root.write_table(PREPARED_SCHEMA.empty_table(),
+                         *root.campaign(campaign_id, "prepared", "part-00000.parquet"))
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare-shard") as pool:
-        futures = [pool.submit(job, shard) for shard in range(shards)]
-        futures.append(pool.submit(write_rejected))
-        items = sum(future.result() for future in futures)
-    return n, shards, items
+        futures = [pool.submit(job, *spec) for spec in jobs]
+        rejected_done = pool.submit(write_rejected)
+        shard_items = [future.result() for future in futures]
+        rejected_done.result()
+    by_shard = dict(zip([spec[0] for spec in jobs], shard_items, strict=True))
+    routed = [{"conn_id": route.conn_id, "vendor": route.vendor, "shards": shards,
+               "prepared": rows, "estimated_items": sum(by_shard[s] for s in shards)}
+              for route, shards, rows in plan]
+    root.write_table(_routing_table(jobs, by_shard),
+                     *root.campaign(campaign_id, "routing", "part-00000.parquet"))
+    return n, next_shard, sum(shard_items), routed
+
+
+def _routing_table(jobs: list[tuple[int, Route, _Kept, int, int]],
+                   items: dict[int, int]) -> pa.Table:
+    return pa.table({
+        "shard": pa.array([spec[0] for spec in jobs], pa.int32()),
+        "conn_id": pa.array([spec[1].conn_id for spec in jobs], pa.string()),
+        "vendor": pa.array([spec[1].vendor for spec in jobs], pa.string()),
+        "prepared": pa.array([spec[4] - spec[3] for spec in jobs], pa.int64()),
+        "estimated_items": pa.array([items[spec[0]] for spec in jobs], pa.int64()),
+    }, schema=ROUTING_SCHEMA)
+
+
+def read_routing(root: DataRoot, campaign_id: str) -> pa.Table:
+    """Which connection sends which shard (``routing/``); empty for a campaign prepared
+    before routing existed (its one connection sends every shard)."""
+    require_finished(root, campaign_id)
+    if not root.parquet_files(*root.campaign(campaign_id, "routing")):
+        return ROUTING_SCHEMA.empty_table()
+    return root.read_dataset(*root.campaign(campaign_id, "routing"))
 
 
 def read_shard(root: DataRoot, campaign_id: str, shard: int) -> pa.Table:

@@ -22,6 +22,29 @@ PREPARED_SCHEMA = pa.schema([
     #                                 ported numbers keep their first carrier)
 ])
 
+#: ``campaigns/<id>/routing/``: which connection sends which shard, and its estimate
+ROUTING_SCHEMA = pa.schema([
+    ("shard", pa.int32()),
+    ("conn_id", pa.string()),
+    ("vendor", pa.string()),
+    ("prepared", pa.int64()),
+    ("estimated_items", pa.int64()),
+])
+
+#: ``campaigns/<id>/moves/``: failover, per send task: recipients that left a connection
+#: that was down for the next one (the send ledger's ``sms_send_moves``, as data)
+MOVES_SCHEMA = pa.schema([
+    ("move_id", pa.int64()),
+    ("source_shard", pa.int32()),
+    ("source_conn", pa.string()),
+    ("target_conn", pa.string()),
+    ("target_shard", pa.int32()),       # the moved recipients' shard in submissions/
+    ("chunks", pa.string()),            # the source chunk indices, comma-separated
+    ("recipients", pa.int64()),
+    ("reason", pa.string()),
+    ("moved_at", pa.float64()),         # Unix time
+])
+
 #: ``campaigns/<id>/rejected/``: one row per input row that will not be sent
 REJECTED_SCHEMA = pa.schema([
     ("row_number", pa.int64()),

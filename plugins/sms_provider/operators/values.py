@@ -66,3 +66,20 @@ def positive(value: Any, field: str) -> float:
     if number is None or not math.isfinite(number) or number <= 0:
         raise AirflowFailException(f"{field} must be a positive number, got {value!r}")
     return number
+
+
+def json_value(value: Any, field: str) -> Any:
+    """A structured field (a list of connection ids, an object of weights) rendered with
+    ``| tojson``: parsed back exactly, so the ids inside stay the strings given. None,
+    "" and "null" (a param left out) are None."""
+    import json
+
+    if value is None or (isinstance(value, str) and value.strip() in ("", "null", "None")):
+        return None
+    if not isinstance(value, str):
+        return value  # given directly (a test, a DAG author), not rendered
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise AirflowFailException(f"{field} must be JSON (rendered with | tojson), "
+                                   f"got {value!r}") from None

@@ -84,6 +84,10 @@ COMMON_EXTRAS: Mapping[str, Extra] = {
 #: flight, and what one charge item costs where a vendor bills in money (EIMS)
 PIPELINE_EXTRAS: Mapping[str, Extra] = {
     "send_concurrency": Extra(int, "Requests in flight per send task", _int(4)),
+    "failover_after_s": Extra(float, "Failover after (s)",
+                              {"type": ["number", "null"], "default": 120},
+                              "How long retryable errors must persist before a routed "
+                              "campaign moves its unsent chunks to the next connection."),
     "price_per_item": Extra(Decimal, "Price per charge item", {"type": ["number", "null"]},
                             "Set where the vendor bills in money (EIMS) to compare the "
                             "balance with a campaign's estimate."),

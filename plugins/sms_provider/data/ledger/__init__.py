@@ -5,6 +5,11 @@ A chunk moves through these states::
     pending --(intent committed)--> intent --(answer)--> sent | rejected
                                            \\--(retryable error)--> pending
                                            \\--(answer lost)-------> ambiguous
+    pending --(failover: the connection is down)--> moved
+
+Only ``pending`` chunks are ever sent, and only ``pending`` ones are moved: a
+moved chunk's recipients go through another connection as a shard of their own
+(``sms_provider.data.failover``), never through this one.
 
 Only ``pending`` chunks are ever sent. An intent records its owner (the
 sender: task instance and try, host, process) and a lease the live sender
@@ -46,9 +51,9 @@ from sms_provider.data.ledger.states import (
 
 #: the bare names older code imported; new code says ``ChunkState.PENDING`` so that a
 #: ledger state cannot be read as a submission status or a reconcile status
-PENDING, INTENT, SENT, REJECTED, AMBIGUOUS = (
+PENDING, INTENT, SENT, REJECTED, AMBIGUOUS, MOVED = (
     ChunkState.PENDING, ChunkState.INTENT, ChunkState.SENT, ChunkState.REJECTED,
-    ChunkState.AMBIGUOUS)
+    ChunkState.AMBIGUOUS, ChunkState.MOVED)
 
 __all__ = [
     "AMBIGUOUS",
@@ -56,6 +61,7 @@ __all__ = [
     "INTENT",
     "LEASE_S",
     "LOCK_TIMEOUT_S",
+    "MOVED",
     "PENDING",
     "REJECTED",
     "SENT",

@@ -37,6 +37,9 @@ class ChunkState(enum.StrEnum):
     #: the request may have gone out and nobody heard the answer: never resent,
     #: delivery reports settle it
     AMBIGUOUS = "ambiguous"
+    #: a pending chunk whose recipients failover gave to another connection (see
+    #: ``sms_provider.data.failover``): never sent through this shard's connection
+    MOVED = "moved"
 
 
 #: states a chunk never leaves by sending again

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from sms_provider.data.ledger import (
     FINAL_STATES,
+    MOVED,
     ChunkRecord,
 )
 from sms_provider.data.schemas import SUBMISSION_SCHEMA
@@ -155,6 +156,8 @@ def build_result(campaign_id: str, shard: int, chunks: Sequence[Chunk],
     sizes: list[int] = []
     counts: Counter[str] = Counter()
     for i, (chunk, rec) in enumerate(zip(chunks, records, strict=True)):
+        if rec.state == MOVED:
+            continue  # failover gave its recipients to another connection's shard
         done = (settled[i] if settled is not None else None) or settled_columns(chunk, rec)
         if done is None:
             result.unsent_chunks += 1
