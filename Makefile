@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/plugins
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
-.PHONY: install lint format test demo simulator bench lock clean
+.PHONY: install lint format test test-cluster demo simulator bench lock clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
@@ -30,6 +30,11 @@ format: install
 
 test: install lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# the distributed deployment on loopback: Celery workers on PostgreSQL and Redis
+# (both must run on 127.0.0.1; the test says how to get them otherwise)
+test-cluster: install
+	$(BIN)/python -m pytest -m cluster tests/cluster -q
 
 demo: install
 	$(BIN)/python include/demo.py

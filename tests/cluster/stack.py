@@ -248,7 +248,7 @@ class ClusterStack:
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(20)
+            proc.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
