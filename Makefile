@@ -10,7 +10,11 @@ UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/plugins
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
+<<<<<<< HEAD
 .PHONY: install lint format test test-cluster demo simulator bench lock clean
+=======
+.PHONY: install lint format test demo simulator bench lock clean chromium
+>>>>>>> main
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
@@ -28,7 +32,22 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 
-test: install lint
+# The browser check (tests/data/test_pages_in_chromium.py) opens the HTML pages in Debian's
+# chromium package: installed here when missing and we are root, else we say how (the
+# tests skip, saying so, without it). SMS_CHROMIUM names another executable.
+CHROMIUM ?= $(or $(SMS_CHROMIUM),/usr/bin/chromium)
+
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser check"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "no $(CHROMIUM): the browser check will be skipped;" \
+		     "install it with: sudo apt-get install -y chromium"; \
+	fi
+
+test: install lint chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # the distributed deployment on loopback: Celery workers on PostgreSQL and Redis

@@ -61,6 +61,7 @@ from prepare_numbers import CITIES, GIVEN, SURNAMES, join, messy_mobiles, pick  
 
 import sms_provider.data.prepare as prepare_module  # noqa: E402
 import sms_provider.data.recipients as recipients_module  # noqa: E402
+from sms_provider.data.carriers import carrier_baseline  # noqa: E402
 from sms_provider.data.content import ContentTemplate  # noqa: E402
 from sms_provider.data.numbers import NOT_MAINLAND, check_number_baseline  # noqa: E402
 from sms_provider.data.prepare import (  # noqa: E402
@@ -214,7 +215,8 @@ def baseline_prepare(root: DataRoot, path: Path, settings: PrepareSettings
         kept.append({"row_number": row_number, "mobile": mobile, "e164": e164,
                      "content": content, "variables": variables,
                      "charge_items": charge_items(content),
-                     "custom_id": f"{prefix}{row_number}"})
+                     "custom_id": f"{prefix}{row_number}",
+                     "carrier": carrier_baseline(e164)})
     shards = shard_count(len(kept), settings.max_shards, settings.min_shard_rows)
     per_shard = max(1, math.ceil(len(kept) / shards))
     for position, row in enumerate(kept):

@@ -111,7 +111,8 @@ def generate(tmp: Path, rows: int, vendor: str, seed: int) -> dict[str, Any]:
         ).cast(pa.string()),
         "variables": pa.nulls(n, pa.string()),
         "charge_items": pa.array(rng.choice([1, 2], n, p=[0.9, 0.1]), pa.int32()),
-        "custom_id": custom_id, "shard": pa.array(shard)}, schema=PREPARED_SCHEMA)
+        "custom_id": custom_id, "shard": pa.array(shard),
+        "carrier": pa.nulls(n, pa.string())}, schema=PREPARED_SCHEMA)
 
     status_code, status = _choice(rng, n, ["submitted", "rejected", "ambiguous"],
                                   [0.995, 0.003, 0.002])

@@ -55,10 +55,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from sms_provider.data.ledger import (  # noqa: E402
-    INTENT,
     LEASE_S,
-    PENDING,
     ChunkRecord,
+    ChunkState,
     SenderIdentity,
     SendLedger,
 )
@@ -216,7 +215,7 @@ class MemoryLedger(SendLedger):
             row = self._rows.get(key)
             if row is None:
                 row = self._rows[key] = ChunkRecord(campaign_id, shard, chunk, fingerprint,
-                                                    recipients, PENDING, 0, None, None,
+                                                    recipients, ChunkState.PENDING, 0, None, None,
                                                     time.time())
             return row
 
@@ -226,12 +225,12 @@ class MemoryLedger(SendLedger):
         key = (campaign_id, shard, chunk)
         with self._lock:
             row = self._rows.get(key) or ChunkRecord(campaign_id, shard, chunk, fingerprint,
-                                                     recipients, PENDING, 0, None, None,
+                                                     recipients, ChunkState.PENDING, 0, None, None,
                                                      time.time())
-            if row.state != PENDING:
+            if row.state != ChunkState.PENDING:
                 return False, row
             row = self._rows[key] = dataclasses.replace(
-                row, state=INTENT, attempts=row.attempts + 1, updated_at=time.time())
+                row, state=ChunkState.INTENT, attempts=row.attempts + 1, updated_at=time.time())
             return True, row
 
     def finish(self, record: ChunkRecord, state: str, *, outcome: Any = None,
@@ -239,7 +238,7 @@ class MemoryLedger(SendLedger):
         key = (record.campaign_id, record.shard, record.chunk)
         with self._lock:
             row = self._rows[key]
-            if row.state == INTENT:
+            if row.state == ChunkState.INTENT:
                 row = self._rows[key] = dataclasses.replace(
                     row, state=state, outcome=outcome, last_error=error,
                     updated_at=time.time())

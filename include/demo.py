@@ -45,6 +45,21 @@ def airflow(*args: str, env: dict[str, str], quiet: bool = True) -> subprocess.C
                           capture_output=quiet, check=False)
 
 
+def money(path: Path) -> tuple[str, str]:
+    """A campaign's spend and cost per delivered message from its ``overview/``."""
+    if not path.exists():
+        return "-", "-"
+    rows = ds.dataset(path).to_table().to_pylist()
+    spend = [r for r in rows if r["spend"] is not None]
+    if not spend:
+        return "no price", "-"
+    total = sum(r["spend"] for r in spend)
+    delivered = sum(r["delivered"] for r in spend)
+    currency = spend[0]["currency"] or ""
+    per = f"{total / delivered:.4f}" if delivered else "-"
+    return f"{total:.2f} {currency}", per
+
+
 def main() -> int:
     env = {**os.environ,
            "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(ROOT / ".airflow")),
@@ -103,6 +118,10 @@ def main() -> int:
             return 1
         print(f"simulator on {base}; connections sms_emay_ims, sms_emay_fms, sms_eims, "
               "sms_eums, sms_chuanglan registered", flush=True)
+        print("running sms_reports (the balances before sending) ...", flush=True)
+        run = airflow("dags", "test", "sms_reports", env=env)
+        if run.returncode:
+            print(run.stdout[-3000:], run.stderr[-3000:])
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         rows = []
         for vendor in LOGINS:
@@ -130,7 +149,8 @@ def main() -> int:
     data = Path(env["SMS_DATA_ROOT"]) / "campaigns"
     print()
     print(f"{'vendor':<10} {'input':>5} {'prepared':>8} {'rejected':>8} {'submitted':>9} "
-          f"{'delivered':>9} {'failed':>6} {'pending':>7}  status")
+          f"{'delivered':>9} {'failed':>6} {'pending':>7} {'spend':>12} {'per deliv.':>10}"
+          "  status")
     reasons: Counter[str] = Counter()
     for vendor, campaign, ok in rows:
         counts = {}
@@ -150,10 +170,11 @@ def main() -> int:
             column = ds.dataset(recon).to_table(columns=["final_status"])["final_status"]
             final = dict(zip(*[c.to_pylist() for c in pc.value_counts(column).flatten()],
                              strict=True))
+        spend, per = money(data / campaign / "overview")
         print(f"{vendor:<10} {prepared + rejected:>5} {prepared:>8} {rejected:>8} "
               f"{status.get('submitted', 0):>9} {final.get('DELIVERED', 0):>9} "
-              f"{final.get('FAILED', 0):>6} {final.get('PENDING', 0):>7}  "
-              f"{'ok' if ok else 'FAILED'}")
+              f"{final.get('FAILED', 0):>6} {final.get('PENDING', 0):>7} {spend:>12} "
+              f"{per:>10}  {'ok' if ok else 'FAILED'}")
     if reasons:
         print("rejected, all vendors:", ", ".join(f"{n} {r}" for r, n in reasons.most_common()))
     if reasons.get("suppressed"):
@@ -164,6 +185,10 @@ def main() -> int:
           "reconciliation}/; the analyst's reports:")
     for _, campaign, _ in rows:
         print(f"  {data / campaign / 'report.html'}")
+    print(f"every campaign side by side: {data / 'index.html'}")
+    print(f"all campaigns as one dataset (pandas, pyarrow, DuckDB): "
+          f"{data.parent / 'reconciliation'}/month=…/vendor=…/")
+    print(f"priced with {ROOT / 'include' / 'prices.json'} (SMS_PRICES_FILE to use another)")
     return 0 if all(ok for _, _, ok in rows) else 1
 
 

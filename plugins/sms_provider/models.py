@@ -28,11 +28,22 @@ class DeliveryStatus(enum.StrEnum):
 
 
 class SubmissionStatus(enum.StrEnum):
-    """What happened to one recipient when we asked the vendor to send."""
+    """What happened to one recipient when we asked the vendor to send: the ``status``
+    of a row in ``submissions/``.
 
+    Not the send ledger's :class:`~sms_provider.data.ledger.ChunkState` (the state
+    of a whole request: ``pending`` there means "not certainly sent yet"), nor
+    reconcile's final status (``PENDING``/``REJECTED`` there describe delivery).
+    """
+
+    #: the vendor accepted the recipient
     SUBMITTED = "submitted"
+    #: the vendor refused the recipient (or the whole request): never sent
     REJECTED = "rejected"
+    #: the request may have gone out unheard: delivery reports settle it
     AMBIGUOUS = "ambiguous"
+    #: a dry run planned the recipient and sent nothing
+    DRY_RUN = "dry_run"
 
 
 @dataclass(slots=True)

@@ -11,13 +11,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from tests.airflow_harness import ROOT, load_dag
+from tests.airflow_harness import CONN_IDS, ROOT, load_dag
 from tests.simulator_harness import SimulatorProcess
 
 SAMPLE = ROOT / "include" / "recipients" / "sample.csv"
 CONTENT = "【Shop】Hi {name}, your code is {code}"
-VENDOR_CONNS = {"emay_ims": "sms_emay_ims", "emay_fms": "sms_emay_fms", "eims": "sms_eims",
-                "eums": "sms_eums", "chuanglan": "sms_chuanglan"}
+#: every vendor's default connection, from the profiles (a new vendor runs here too)
+VENDOR_CONNS = CONN_IDS
 
 
 @pytest.fixture
@@ -218,3 +218,32 @@ def test_dag_files_parse_without_the_data_plane() -> None:
                          check=True, env={**__import__("os").environ,
                                           "PYTHONPATH": str(ROOT / "plugins")})
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_partial_prepare_fails_the_send_without_retries(campaign_env: Path, sim,
+                                                          tmp_path: Path, monkeypatch) -> None:
+    """A prepare that left its marker behind fails the send at once (a retry would find
+    the same marker) and nothing is sent."""
+    from sms_provider.data.completion import mark_unfinished
+    from sms_provider.data.storage import DataRoot
+
+    mark_unfinished(DataRoot(campaign_env), "half")
+    dags = tmp_path / "dags"  # dag.test() runs only DAGs of a bundle: a folder of its own
+    dags.mkdir()
+    from airflow import settings
+
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags))
+    monkeypatch.setattr(settings, "DAGS_FOLDER", str(dags))  # where the local bundle looks
+    dag_file = dags / "send_after_partial_prepare.py"
+    dag_file.write_text(
+        "from datetime import UTC, datetime, timedelta\n"
+        "from airflow.sdk import DAG\n"
+        "from sms_provider.operators.campaign import SendShardOperator\n"
+        "with DAG('send_after_partial_prepare', schedule=None,\n"
+        "         start_date=datetime(2026, 1, 1, tzinfo=UTC)) as dag:\n"
+        "    SendShardOperator(task_id='send', campaign_id='half', sms_conn_id='sms_eums',\n"
+        "                      shard=0, retries=3, retry_delay=timedelta(seconds=0))\n")
+    dr = load_dag(dag_file, "send_after_partial_prepare").test()
+    [ti] = dr.get_task_instances()
+    assert (ti.state, ti.try_number) == ("failed", 1)
+    assert sim.messages("eums") == []

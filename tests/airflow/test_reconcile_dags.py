@@ -197,3 +197,45 @@ def test_reconcile_flags_seeded_discrepancies_chuanglan_pushed(
     requests = len({m["batch_id"] for m in messages})
     balance = kinds["balance_mismatch"]
     assert len(balance) == 1 and balance[0]["count"] == 2 * requests
+
+
+def test_reconcile_prices_a_money_balance_and_writes_the_index(
+        campaign_env: Path, sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """EIMS keeps its balance in money: the fall is priced against our charge items at the
+    price file's price, and the vendor taking two items more per request shows in money."""
+    from decimal import Decimal
+
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps([{"conn_id": "sms_eims", "price_per_item": "0.05",
+                                   "currency": "CNY", "valid_from": "2026-01-01"}]))
+    monkeypatch.setenv("SMS_PRICES_FILE", str(prices))
+    sim.reset(simulation={"outcomes": {"delivered": 1.0}},
+              eims={"simulation": {"overcharge_items": 2}})
+    reports = load_dag(ROOT / "dags" / "sms_reports.py", "sms_reports")
+    campaign = load_dag(ROOT / "dags" / "sms_campaign.py", "sms_campaign")
+    only = {"conn_ids": ["sms_eims"]}
+    run_ok(reports, **only)  # the balance before the campaign
+    run = run_ok(campaign, campaign_id="priced-eims", conn_id="sms_eims",
+                 recipients=str(SAMPLE), content=CONTENT)
+    check = next(ti for ti in run.get_task_instances() if ti.task_id == "check_balance")
+    assert check.state == "success"
+    time.sleep(1.5)
+    run_ok(reports, **only)
+    reconcile = load_dag(ROOT / "dags" / "sms_reconcile.py", "sms_reconcile")
+    run_ok(reconcile, campaign_id="priced-eims")
+
+    recon = table(campaign_env, "campaigns", "priced-eims", "reconciliation")
+    assert set(recon["price_per_item"].to_pylist()) == {Decimal("0.05")}
+    items = pc.sum(recon["charge_items"]).as_py()
+    [overview] = table(campaign_env, "campaigns", "priced-eims", "overview").to_pylist()
+    assert overview["spend"] == Decimal("0.05") * items and overview["balance_unit"] == "money"
+    subs = table(campaign_env, "campaigns", "priced-eims", "submissions")
+    requests = len(set(zip(subs["shard"].to_pylist(), subs["chunk"].to_pylist(), strict=True)))
+    [flag] = [d for d in table(campaign_env, "campaigns", "priced-eims",
+                               "discrepancies").to_pylist() if d["kind"] == "balance_mismatch"]
+    assert flag["amount"] == Decimal("0.10") * requests and flag["count"] == 2 * requests
+    index = (campaign_env / "campaigns" / "index.html").read_text()
+    assert 'href="priced-eims/report.html"' in index
+    shared = ds.dataset(campaign_env / "reconciliation", partitioning="hive").to_table()
+    assert set(shared["vendor"].to_pylist()) == {"eims"} and shared.num_rows == recon.num_rows

@@ -16,15 +16,15 @@ import pytest
 
 from sms_provider.data.collect import (
     CollectResult,
-    add_opt_outs,
     collect_inbound,
     collect_reports,
     collect_statistics,
     pending_message_ids,
     snapshot_balance,
 )
-from sms_provider.data.prepare import PrepareSettings, load_suppressed, prepare
-from sms_provider.data.reports import inbound_table, read_all
+from sms_provider.data.opt_outs import load_suppressed
+from sms_provider.data.prepare import PrepareSettings, prepare
+from sms_provider.data.reports import read_all
 from sms_provider.data.schemas import (
     BALANCE_SCHEMA,
     DAILY_STATISTIC_SCHEMA,
@@ -35,7 +35,7 @@ from sms_provider.data.schemas import (
 )
 from sms_provider.data.storage import DataRoot
 from sms_provider.errors import AmbiguousError, RetryableError
-from sms_provider.models import InboundMessage, SubmissionStatus
+from sms_provider.models import SubmissionStatus
 from sms_provider.vendors.base import OutboundMessage, VendorClient
 from sms_provider.vendors.clock import china_now
 from sms_provider.vendors.profiles import PROFILES
@@ -292,22 +292,6 @@ def test_opt_out_replies_reach_the_suppression_list_and_prepare_drops_them(sim, 
     csv.write_text("mobile\n+85291234567\n13900139000\n13700137000\n13800138000\n")
     summary = prepare(root, str(csv), PrepareSettings("next", "eims", "hello"))
     assert (summary.prepared, summary.reasons) == (1, {"suppressed": 3})
-
-
-def test_add_opt_outs_is_idempotent_and_counts_unusable_numbers(root):
-    replies = [InboundMessage("13700137000", "TD", None), InboundMessage("12345", "退订", None),
-               InboundMessage("13700137000", "STOP", None), InboundMessage("13700137002", "ok",
-                                                                         None)]
-    table = inbound_table(replies, conn_id="sms_chuanglan", vendor="chuanglan", source="push")
-    first = add_opt_outs(root, "sms_chuanglan", table)
-    assert (first.opt_outs, first.suppressed, len(first.paths)) == (3, 1, 1)
-    assert first.skipped == {"opt_out_number_invalid": 1, "already_suppressed": 1}
-    again = add_opt_outs(root, "sms_chuanglan", table)
-    assert again.suppressed == 0 and again.paths == []
-    assert again.skipped == {"opt_out_number_invalid": 1, "already_suppressed": 2}
-    assert load_suppressed(root).to_pylist() == ["8613700137000"]
-    none = add_opt_outs(root, "x", inbound_table([], conn_id="x", vendor="eums", source="pull"))
-    assert (none.opt_outs, none.paths) == (0, [])
 
 
 # --- vendor statistics ----------------------------------------------------------------

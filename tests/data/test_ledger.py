@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sms_provider.data.ledger import (
-    INTENT,
     ChunkRecord,
+    ChunkState,
     LedgerLockedError,
     SenderIdentity,
     SendLedger,
@@ -229,7 +229,7 @@ def test_a_live_sender_past_the_wait_leaves_a_retryable_error_naming_it(sim, tmp
     assert result.counts == {"submitted": 10}
     assert "chunk 1 is being sent by another sender" in result.errors[0]
     assert "sms_campaign__daily/scheduled__1/send/0 try 1" in result.errors[0]
-    assert ledger.chunks("camp-1")[1].state == INTENT  # left to its sender, not ambiguous
+    assert ledger.chunks("camp-1")[1].state == ChunkState.INTENT  # left to its sender
     ledger.close()
 
 

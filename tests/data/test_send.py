@@ -15,10 +15,7 @@ import pyarrow as pa
 import pytest
 
 from sms_provider.data.ledger import (
-    AMBIGUOUS,
-    INTENT,
-    PENDING,
-    SENT,
+    ChunkState,
     LedgerMismatchError,
     SenderIdentity,
     SendLedger,
@@ -34,7 +31,7 @@ from sms_provider.data.send import (
     plan_chunks,
     request_reference,
 )
-from sms_provider.models import AcceptedBatch, Submission
+from sms_provider.models import AcceptedBatch, Submission, SubmissionStatus
 from tests.simulator_harness import ROOT, SimulatorProcess
 
 
@@ -45,7 +42,8 @@ def shard_table(n: int, *, content: str = "【Shop】hello", start: int = 1,
         "row_number": list(rows), "mobile": [mobile(i) for i in rows],
         "e164": [f"86{mobile(i)}" for i in rows], "content": [content] * n,
         "variables": [None] * n, "charge_items": [1] * n,
-        "custom_id": [f"c{i}" for i in rows], "shard": [0] * n}, schema=PREPARED_SCHEMA)
+        "custom_id": [f"c{i}" for i in rows], "shard": [0] * n, "carrier": [None] * n},
+        schema=PREPARED_SCHEMA)
 
 
 def eums(sim: SimulatorProcess, **extras) -> object:
@@ -72,12 +70,12 @@ def test_every_recipient_once_and_a_rerun_sends_nothing(sim, ledger) -> None:
     assert again.counts == {"submitted": 35}
     assert len(sim.messages("eums")) == 35
     assert again.table.equals(first.table)  # the same result, from the ledger
-    assert {c.state for c in ledger.chunks("camp-1")} == {SENT}
+    assert {c.state for c in ledger.chunks("camp-1")} == {ChunkState.SENT}
 
 
 def test_the_table_built_in_blocks_is_the_table_read_back(sim, ledger, monkeypatch) -> None:
     """Blocks of chunks joined while sending give what a rerun reads from the ledger."""
-    import sms_provider.data.send as send_module
+    import sms_provider.data.send.sender as send_module
 
     monkeypatch.setattr(send_module, "RESULT_BLOCK_CHUNKS", 2)
     table = shard_table(45)
@@ -121,7 +119,7 @@ def test_retries_exhausted_leave_chunks_pending_for_the_next_run(sim, ledger) ->
     result = sender(eums(sim), ledger, max_attempts=2).run(shard_table(20))
     assert not result.complete and result.unsent_chunks == 2
     assert result.table.num_rows == 0 and "503" in result.errors[0]
-    assert {c.state for c in ledger.chunks("camp-1")} == {PENDING}
+    assert {c.state for c in ledger.chunks("camp-1")} == {ChunkState.PENDING}
     sim.clear_faults()
     assert sender(eums(sim), ledger).run(shard_table(20)).counts == {"submitted": 20}
     assert len(sim.messages("eums")) == 20
@@ -138,7 +136,7 @@ def test_a_chunk_left_in_intent_by_a_dead_process_becomes_ambiguous(sim, ledger)
         f"ok, _ = SendLedger({ledger.url!r}).begin_send('camp-1', 0, 0, "
         f"{chunk.fingerprint!r}, 10); os._exit(0 if ok else 1)")],
         check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
-    assert ledger.chunks("camp-1")[0].state == INTENT
+    assert ledger.chunks("camp-1")[0].state == ChunkState.INTENT
     result = sender(client, ledger).run(table)  # at once: its process is gone
     assert result.counts == {"ambiguous": 10}
     assert sim.messages("eums") == []
@@ -176,13 +174,14 @@ def test_two_workers_never_send_one_chunk_twice(sim, ledger) -> None:
     first, second = SenderIdentity.current(), SenderIdentity.current()
     assert ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10, owner=first)[0]
     go, record = ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 10, owner=second)
-    assert not go and record.state == INTENT  # the first holder may be mid-request: its own
+    # the first holder may be mid-request: its own
+    assert not go and record.state == ChunkState.INTENT
     assert record.owner_identity == first
     retry = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=5,
                         personalised=False, custom_id_scope="request")[0]
     go, record = ledger.begin_send("camp-1", 0, 1, retry.fingerprint, 5, owner=first)
     assert go
-    ledger.finish(record, PENDING, error="HTTP 503")
+    ledger.finish(record, ChunkState.PENDING, error="HTTP 503")
     assert ledger.begin_send("camp-1", 0, 1, retry.fingerprint, 5, owner=second)[0]  # pending
 
 
@@ -225,8 +224,22 @@ def test_ledger_works_on_postgresql_when_available(sim) -> None:
         led.close()
 
 
-def test_ambiguous_state_constant_matches_submission_status() -> None:
-    assert AMBIGUOUS == "ambiguous"
+def test_an_ambiguous_chunk_gives_ambiguous_submissions_in_plain_words(ledger) -> None:
+    """A chunk the ledger holds ``ambiguous`` (no answer heard) gives each recipient the
+    submission status ``ambiguous``, written and counted as the plain word (counts go
+    to XCom), not as the ledger's enum member."""
+    table = shard_table(4)
+    chunk = plan_chunks(table, campaign_id="camp-1", shard=0, max_batch=10,
+                        personalised=False, custom_id_scope="request")[0]
+    go, record = ledger.begin_send("camp-1", 0, 0, chunk.fingerprint, 4)
+    assert go
+    record = ledger.finish(record, ChunkState.AMBIGUOUS, error="connection reset")
+    assert ledger.chunks("camp-1")[0].state is ChunkState.AMBIGUOUS
+    result = build_result("camp-1", 0, [chunk], [record])
+    assert result.table["status"].to_pylist() == [SubmissionStatus.AMBIGUOUS.value] * 4
+    assert result.counts == {"ambiguous": 4}
+    assert all(type(key) is str for key in result.counts)
+    assert set(result.table["description"].to_pylist()) == {"connection reset"}
 
 
 def _mixed_shard() -> pa.Table:
@@ -262,7 +275,7 @@ def test_outcomes_stored_as_full_lists_are_still_read(sim, ledger) -> None:
                         personalised=False, custom_id_scope="request")[0]
     go, record = ledger.begin_send("camp-1", 0, 0, first.fingerprint, 10)
     assert go
-    ledger.finish(record, SENT, outcome={
+    ledger.finish(record, ChunkState.SENT, outcome={
         "message_id": [f"old-{i}" for i in range(10)], "custom_id": [None] * 10,
         "charge_items": [2] * 10, "vendor_code": ["0"] * 10, "status": ["submitted"] * 10,
         "description": [None] * 10})
@@ -312,7 +325,7 @@ def test_consecutive_message_ids_are_kept_as_their_first(ledger, ids, run) -> No
     assert outcome["message_id"] == ({ID_RUN: run} if run else ids)
     go, record = ledger.begin_send("camp-ids", 0, 0, "f", len(ids))
     assert go
-    ledger.finish(record, SENT, outcome=outcome)
+    ledger.finish(record, ChunkState.SENT, outcome=outcome)
     (stored,) = ledger.chunks("camp-ids")
     chunk = plan_chunks(shard_table(len(ids)), campaign_id="camp-ids", shard=0,
                         max_batch=len(ids), personalised=False, custom_id_scope="request")[0]
@@ -334,7 +347,7 @@ def test_mixed_chunks_make_one_table(ledger) -> None:
              "status": "submitted", "description": "d"}], strict=True):
         go, record = ledger.begin_send("camp-1", 0, chunk.index, chunk.fingerprint, 2)
         assert go
-        records.append(ledger.finish(record, SENT, outcome=outcome))
+        records.append(ledger.finish(record, ChunkState.SENT, outcome=outcome))
     result = build_result("camp-1", 0, chunks, records)
     rows = [(r["message_id"], r["custom_id"], r["charge_items"], r["vendor_code"], r["status"],
              r["description"]) for r in result.table.to_pylist()]

@@ -72,7 +72,8 @@ def personalised_shard(n: int, *, start: int = 1) -> pa.Table:
         "e164": [f"+86138{i:08d}" for i in rows],
         "content": [f"【Shop】Hi guest {i}, your code is {100000 + i}" for i in rows],
         "variables": [json.dumps({"n": str(i)}) for i in rows], "charge_items": [1] * n,
-        "custom_id": [None] * n, "shard": [0] * n}, schema=PREPARED_SCHEMA)
+        "custom_id": [None] * n, "shard": [0] * n, "carrier": [None] * n},
+        schema=PREPARED_SCHEMA)
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from sms_provider.campaign_config import CampaignFileError, CampaignSpec, load_c
 from sms_provider.operators.campaign import (
     CampaignSummaryOperator,
     CheckBalanceOperator,
-    FmsTemplateOperator,
     PrepareRecipientsOperator,
     SendShardOperator,
     SendWindowOperator,
+    TemplateApprovalOperator,
 )
 
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30)}
@@ -100,7 +100,7 @@ def build_campaign_dag(dag_id: str, *, schedule: Any = None,
             task_id="check_balance", sms_conn_id=conn,
             estimated_items="{{ ti.xcom_pull(task_ids='prepare', key='summary')"
                             "['estimated_items'] }}")
-        template = FmsTemplateOperator(
+        template = TemplateApprovalOperator(
             task_id="fms_template", sms_conn_id=conn, content="{{ params.content }}",
             template_id="{{ params.template_id or '' }}",  # null renders as "", not "None"
             poll_interval=float(os.environ.get("SMS_FMS_POLL_INTERVAL", "30")))

@@ -14,7 +14,8 @@ platform that has not decided in three days will not, and asking for ever
 would only grow each run.
 
 Every opt-out reply ("TD", "退订", ...) puts its number on the suppression
-list that *prepare* reads, so the next campaign does not message it.
+list that *prepare* reads, so the next campaign does not message it (see
+:mod:`sms_provider.data.opt_outs`, which the receiver uses alike).
 Nothing here knows about Airflow: the report DAG calls these once per
 connection and logs the :class:`CollectResult`.
 """
@@ -35,21 +36,18 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from sms_provider.data import reports
-from sms_provider.data.numbers import check_numbers
-from sms_provider.data.reports import DEFAULT_OPT_OUT_WORDS
+from sms_provider.data.opt_outs import DEFAULT_OPT_OUT_WORDS, add_opt_outs
 from sms_provider.data.schemas import (
     BALANCE_SCHEMA,
     DAILY_STATISTIC_SCHEMA,
     REPORT_SCHEMA,
     SUBMISSION_SCHEMA,
-    SUPPRESSION_SCHEMA,
 )
 from sms_provider.data.storage import DataRoot, epoch_ms
 from sms_provider.errors import AmbiguousError, RateLimitedError
 from sms_provider.models import DeliveryReport, DeliveryStatus
 from sms_provider.vendors.base import Capability, VendorClient
 from sms_provider.vendors.clock import CHINA_TZ
-from sms_provider.vendors.profiles import profile_of
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +57,6 @@ SOURCE = "pull"
 #: after this long without a final report an EIMS message is no longer queried
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=72)
 FINAL_STATUSES = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value)
-#: vendors whose numbers are international digits without '+' (8613800138000)
-_REASON_MAX = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -320,66 +316,6 @@ def collect_inbound(client: VendorClient, root: DataRoot, conn_id: str, *,
     _drain(client.pull_inbound, store, result, max_pages)
     log.info("%s", result.summary())
     return result
-
-
-def add_opt_outs(root: DataRoot, conn_id: str, inbound_table: pa.Table, *,
-                 now: datetime | None = None) -> CollectResult:
-    """Put the senders of the opt-out rows of ``inbound_table`` on the suppression list.
-
-    Numbers are normalised to E.164 digits as *prepare* writes them (EIMS
-    digits carry their country code). Numbers already listed are not added
-    again; a sender that is no valid mobile number cannot be sent to anyway
-    and is only counted.
-    """
-    vendor = inbound_table["vendor"][0].as_py() if inbound_table.num_rows else ""
-    result = CollectResult(conn_id, vendor or "", "opt_outs")
-    rows = inbound_table.filter(pc.fill_null(inbound_table["opt_out"], False))
-    result.opt_outs = rows.num_rows
-    if not rows.num_rows:
-        return result
-    e164 = _e164(rows["mobile"].to_pylist(), rows["vendor"].to_pylist())
-    listed = _suppressed(root)
-    reasons: dict[str, str] = {}
-    for number, content in zip(e164, rows["content"].to_pylist(), strict=True):
-        if number is None:
-            result.skip("opt_out_number_invalid")
-        elif number in listed or number in reasons:
-            result.skip("already_suppressed")
-        else:
-            reasons[number] = f"opt_out: {(content or '').strip()}"[:_REASON_MAX]
-    if not reasons:
-        return result
-    added_at = epoch_ms(_now(now))
-    table = pa.table({
-        "e164": list(reasons), "reason": list(reasons.values()),
-        "conn_id": [conn_id] * len(reasons), "added_at": [added_at] * len(reasons),
-    }, schema=SUPPRESSION_SCHEMA)
-    result.paths.append(root.write_table(table, "suppression", _file_name(f"opt_out-{conn_id}")))
-    result.suppressed = result.rows = table.num_rows
-    result.pages = 1
-    log.info("suppression: %d numbers added from opt-out replies on %s", table.num_rows,
-             conn_id)
-    return result
-
-
-def _e164(mobiles: Sequence[str | None], vendors: Sequence[str | None]) -> list[str | None]:
-    """E.164 digits per sender, read the way each vendor writes numbers; None if invalid."""
-    e164_digits = {v: bool(v) and profile_of(v).reports_e164_digits for v in set(vendors)}
-    first = [f"+{m}" if e164_digits[v] and m and m.isdigit() else m
-             for m, v in zip(mobiles, vendors, strict=True)]
-    out: list[str | None] = check_numbers(pa.array(first, pa.string())).e164.to_pylist()
-    retry = [i for i, v in enumerate(out) if v is None and first[i] != mobiles[i]]
-    if retry:  # a mainland number written without its country code
-        again = check_numbers(pa.array([mobiles[i] for i in retry], pa.string())).e164
-        for i, value in zip(retry, again.to_pylist(), strict=True):
-            out[i] = value
-    return out
-
-
-def _suppressed(root: DataRoot) -> set[str]:
-    from sms_provider.data.prepare import load_suppressed  # the list prepare applies
-
-    return set(load_suppressed(root).to_pylist())
 
 
 # --- vendor statistics and balances ----------------------------------------------------

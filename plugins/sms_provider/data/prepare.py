@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sms_provider.data.carriers import carrier_column
 from sms_provider.data.completion import mark_finished, mark_unfinished, require_finished
 from sms_provider.data.content import (
     ContentTemplate,
@@ -31,6 +32,7 @@ from sms_provider.data.content import (
     holds_control_character,
 )
 from sms_provider.data.numbers import check_numbers, format_for_vendor
+from sms_provider.data.opt_outs import load_suppressed
 from sms_provider.data.recipients import load_recipients, require_single, text_columns
 from sms_provider.data.schemas import PREPARED_SCHEMA, REJECTED_SCHEMA
 from sms_provider.data.storage import DataRoot
@@ -44,7 +46,7 @@ class PrepareSettings:
     content: str
     mobile_column: str = "mobile"
     max_content_chars: int | None = None
-    template_variables: Sequence[str] | None = None  # FMS: send these columns as variables
+    template_variables: Sequence[str] | None = None  # templates: send these columns as variables
     default_region: str = "CN"
     max_shards: int = 8
     min_shard_rows: int = 5000
@@ -93,14 +95,6 @@ def _first_reason(*masks: np.ndarray, rows: int) -> np.ndarray:
     for code in range(len(masks), 0, -1):
         codes[masks[code - 1]] = code
     return codes
-
-
-def load_suppressed(root: DataRoot) -> pa.Array:
-    """E.164 numbers that must not be messaged (opt-outs and the like)."""
-    if not root.list_files("suppression"):
-        return pa.array([], pa.string())
-    table = root.read_dataset("suppression")
-    return pc.unique(pc.cast(table["e164"], pa.string()))
 
 
 def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> PrepareSummary:
@@ -314,9 +308,10 @@ def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, st
     content = take(kept.content)
     variables: pa.Array | pa.ChunkedArray
     if settings.template_variables is not None:
-        fms = ContentTemplate.parse("".join("{" + v + "}" for v in settings.template_variables)
-                                    or "x")
-        variables = (fms.variables_json(kept.table.slice(first, last - first).filter(keep))
+        variables_of = ContentTemplate.parse(
+            "".join("{" + v + "}" for v in settings.template_variables) or "x")
+        variables = (variables_of.variables_json(
+                         kept.table.slice(first, last - first).filter(keep))
                      if settings.template_variables else pa.array(["{}"] * n, pa.string()))
     else:
         variables = pa.nulls(n, pa.string())
@@ -331,6 +326,7 @@ def _prepared(kept: _Kept, settings: PrepareSettings, shard: int, start: int, st
         "charge_items": charge_items(content),
         "custom_id": custom_ids,
         "shard": pa.array(np.full(n, shard, dtype=np.int32)),
+        "carrier": carrier_column(take(kept.e164)),
     }, schema=PREPARED_SCHEMA)
 
 

@@ -4,14 +4,14 @@ Pull and push both end here. Every batch is appended as its own Parquet file
 (never rewritten), so a page is durable before the next one is asked for and
 nothing is read back to write. Copies of one report (a replayed push, a
 report both pushed and pulled) share ``report_key``; readers drop the
-duplicates, writers never have to coordinate.
+duplicates, writers never have to coordinate. Whether a reply is an opt-out
+is :mod:`sms_provider.data.opt_outs`'s to say.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -22,13 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sms_provider.data.opt_outs import DEFAULT_OPT_OUT_WORDS, is_opt_out
 from sms_provider.data.schemas import INBOUND_SCHEMA, REPORT_SCHEMA
 from sms_provider.data.storage import DataRoot, epoch_ms
 from sms_provider.models import DeliveryReport, InboundMessage
-
-#: replies that mean "stop messaging me" (case and surrounding punctuation ignored)
-DEFAULT_OPT_OUT_WORDS = ("TD", "T", "退订", "STOP", "UNSUBSCRIBE", "取消")
-_PUNCT = re.compile(r"^[\s\W_]+|[\s\W_]+$", re.UNICODE)
 
 
 def _key(*parts: object) -> str:
@@ -46,11 +43,6 @@ def report_key(conn_id: str, r: DeliveryReport) -> str:
 
 def inbound_key(conn_id: str, m: InboundMessage) -> str:
     return _key(conn_id, m.message_id, m.mobile, m.content, epoch_ms(m.received_at), m.destination)
-
-
-def is_opt_out(content: str, words: Iterable[str] = DEFAULT_OPT_OUT_WORDS) -> bool:
-    text = _PUNCT.sub("", content or "").upper()
-    return bool(text) and text in {w.strip().upper() for w in words}
 
 
 def report_table(reports: Sequence[DeliveryReport], *, conn_id: str, vendor: str, source: str,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+#: money: exact decimals, six places (prices are given to at most six)
+MONEY = pa.decimal128(18, 6)
+
 #: ``campaigns/<id>/prepared/``: one row per recipient that will be sent to
 PREPARED_SCHEMA = pa.schema([
     ("row_number", pa.int64()),     # 1-based data row of the input file
@@ -14,6 +17,9 @@ PREPARED_SCHEMA = pa.schema([
     ("charge_items", pa.int32()),   # estimate: 70 characters one item, 67 a piece beyond
     ("custom_id", pa.string()),     # our id for vendors that keep one per message
     ("shard", pa.int32()),
+    ("carrier", pa.string()),       # China Mobile | China Unicom | China Telecom | other:
+    #                                 the carrier assigned the number range (an estimate:
+    #                                 ported numbers keep their first carrier)
 ])
 
 #: ``campaigns/<id>/rejected/``: one row per input row that will not be sent
@@ -131,6 +137,10 @@ RECONCILIATION_SCHEMA = pa.schema([
     #                                      second one; a replayed or re-pulled copy, same
     #                                      report_key, is not)
     ("settled_by", pa.string()),         # message_id | custom_id | mobile | none
+    ("carrier", pa.string()),            # as prepared (an estimate, see PREPARED_SCHEMA)
+    ("price_per_item", MONEY),           # in force at submitted_at (prices file); null: none
+    ("currency", pa.string()),
+    ("charge_amount", MONEY),            # charge_items x price_per_item
 ])
 
 #: ``campaigns/<id>/reconciliation_summary/``: one row per China day of submission;
@@ -160,4 +170,48 @@ DISCREPANCY_SCHEMA = pa.schema([
     ("key", pa.string()),
     ("detail", pa.string()),
     ("count", pa.int64()),
+    ("amount", MONEY),              # the gap in money, where a price tells it
+])
+
+#: ``campaigns/<id>/overview/``: one row per connection the campaign went through; the
+#: index page lists these
+OVERVIEW_SCHEMA = pa.schema([
+    ("campaign_id", pa.string()),
+    ("conn_id", pa.string()),
+    ("vendor", pa.string()),
+    ("first_submitted_at", pa.timestamp("ms", tz="UTC")),
+    ("last_submitted_at", pa.timestamp("ms", tz="UTC")),
+    ("recipients", pa.int64()),      # prepared rows on this connection (unsent: the first)
+    ("sent", pa.int64()),            # submitted + ambiguous
+    ("delivered", pa.int64()),
+    ("failed", pa.int64()),
+    ("pending", pa.int64()),
+    ("unknown", pa.int64()),
+    ("rejected", pa.int64()),
+    ("charge_items", pa.int64()),    # charged (submitted + ambiguous settled)
+    ("currency", pa.string()),
+    ("estimated_amount", MONEY),     # every prepared row's items at the price in force
+    #                                  at the first submission (before sending: now)
+    ("spend", MONEY),                # charged items at the price in force when sent
+    ("cost_per_delivered", MONEY),   # spend / delivered
+    ("balance_unit", pa.string()),   # money | items: how the vendor keeps the balance
+    ("discrepancies", pa.int64()),   # discrepancy rows on this connection
+    ("generated_at", pa.timestamp("ms", tz="UTC")),
+])
+
+#: ``campaigns/<id>/carriers/``: delivery per connection and carrier
+CARRIER_SCHEMA = pa.schema([
+    ("campaign_id", pa.string()),
+    ("conn_id", pa.string()),
+    ("vendor", pa.string()),
+    ("carrier", pa.string()),
+    ("sent", pa.int64()),
+    ("delivered", pa.int64()),
+    ("failed", pa.int64()),
+    ("pending", pa.int64()),         # pending + unknown: no final report
+    ("delivery_rate", pa.float64()),  # delivered / sent
+    ("latency_p50_s", pa.float64()),
+    ("latency_p90_s", pa.float64()),
+    ("top_failure_reason", pa.string()),
+    ("spend", MONEY),
 ])

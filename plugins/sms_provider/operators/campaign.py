@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
@@ -22,7 +21,7 @@ from sms_provider.operators.values import flag, optional_text, text, whole
 from sms_provider.vendors.base import Capability
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    pass
 
 
 def _texts(op: BaseOperator, *names: str) -> None:
@@ -98,6 +97,9 @@ class CheckBalanceOperator(BaseOperator):
         self.estimated_items = estimated_items
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        from sms_provider.data.balance_check import check_balance
+        from sms_provider.data.prices import configured_prices
+
         _texts(self, "sms_conn_id")
         estimate = whole(self.estimated_items, "estimated_items")
         hook = hook_for_connection(self.sms_conn_id)
@@ -108,30 +110,33 @@ class CheckBalanceOperator(BaseOperator):
                 return None
             balances = client.balance()
             product = getattr(client, "product", None)
-        settings = hook.pipeline_settings
-        chosen = next((b for b in balances if product and b.product == product), balances[0])
-        if chosen.unit == "money":
-            price = settings.get("price_per_item")
-            if price is None:
-                self.log.warning("balance is %s (money) and the connection sets no "
-                                 "price_per_item: cannot compare with %d items", chosen.amount,
-                                 estimate)
-                return {"balance": str(chosen.amount), "unit": "money", "estimate": estimate}
-            needed = Decimal(estimate) * price
-        else:
-            needed = Decimal(estimate)
-        self.log.info("balance %s %s, the campaign needs %s", chosen.amount, chosen.unit, needed)
-        if chosen.amount < needed:
-            raise AirflowFailException(
-                f"balance {chosen.amount} {chosen.unit} cannot cover the estimate of {estimate} "
-                f"charge items ({needed} {chosen.unit}); top up, then clear this task")
-        return {"balance": str(chosen.amount), "unit": chosen.unit, "needed": str(needed)}
+        # the price in force now: the connection's price_per_item, else the prices file
+        price, currency = hook.pipeline_settings.get("price_per_item"), None
+        if price is None:
+            found = configured_prices().price_at(self.sms_conn_id, datetime.now(UTC))
+            if found is not None:
+                price, currency = found.price_per_item, found.currency
+        check = check_balance(balances, estimate, product=product, price_per_item=price,
+                              currency=currency)
+        if not check.comparable:
+            self.log.warning("balance is %s (money) and neither the connection nor the "
+                             "prices file gives a price: cannot compare with %d items",
+                             check.balance.amount, estimate)
+            return check.as_dict()
+        amount = check.estimate_amount
+        self.log.info("balance %s %s, the campaign needs %s (estimate %d items%s)",
+                      check.balance.amount, check.balance.unit, check.needed, estimate,
+                      f" = {amount} {currency or ''}" if amount is not None else "")
+        if not check.enough:
+            raise AirflowFailException(check.shortfall())
+        return check.as_dict()
 
 
-class FmsTemplateOperator(BaseOperator):
-    """FMS only: registers the content as a template (unless an id is given) and waits,
-    deferred, until the carriers decide. Other vendors: returns "" at once (an XCom
-    ``send`` can always pull)."""
+class TemplateApprovalOperator(BaseOperator):
+    """Vendors with the templates capability (their profile says so): registers the
+    content as a template (unless an id is given) and waits, deferred, until the
+    carriers decide. Other vendors: returns "" at once (an XCom ``send`` can always
+    pull)."""
 
     template_fields: Sequence[str] = ("sms_conn_id", "content", "template_id")
 
@@ -156,14 +161,14 @@ class FmsTemplateOperator(BaseOperator):
             if template_id is None:
                 body = ContentTemplate.parse(self.content).vendor_template()
                 template_id = client.register_template(body).template_id
-                self.log.info("registered FMS template %s", template_id)
+                self.log.info("registered template %s", template_id)
             template = client.query_template(template_id)
         if template.decided:
             return self._decided(template_id, {c: s.value for c, s in template.approvals.items()})
-        from sms_provider.triggers.template import FmsTemplateApprovalTrigger
+        from sms_provider.triggers.template import TemplateApprovalTrigger
 
-        self.defer(trigger=FmsTemplateApprovalTrigger(self.sms_conn_id, template_id,
-                                                      self.poll_interval),
+        self.defer(trigger=TemplateApprovalTrigger(self.sms_conn_id, template_id,
+                                                   self.poll_interval),
                    method_name="execute_complete", timeout=self.approval_timeout)
         return None  # not reached: defer raises
 
@@ -179,6 +184,10 @@ class FmsTemplateOperator(BaseOperator):
             raise AirflowFailException(f"template {template_id} was approved by no carrier: "
                                        f"{approvals}")
         return text(template_id, "template_id")  # send reads this XCom: it must stay text
+
+
+#: the earlier name, kept for DAGs that import it
+FmsTemplateOperator = TemplateApprovalOperator
 
 
 class SendWindowOperator(BaseOperator):
@@ -224,6 +233,8 @@ class SendShardOperator(BaseOperator):
         self.max_attempts = max_attempts
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from sms_provider.data.completion import UnfinishedPrepareError
+        from sms_provider.data.dry_run import dry_run_submissions
         from sms_provider.data.ledger import (
             LedgerLockedError,
             LedgerMismatchError,
@@ -239,14 +250,20 @@ class SendShardOperator(BaseOperator):
         dry_run = flag(self.dry_run, "dry_run")
         root = data_root()
         shard = whole(self.shard, "shard")
-        table = read_shard(root, self.campaign_id, shard)
+        try:
+            table = read_shard(root, self.campaign_id, shard)
+        except UnfinishedPrepareError as exc:
+            raise AirflowFailException(str(exc)) from None  # a retry finds the same marker
         hook = hook_for_connection(self.sms_conn_id)
         concurrency = self.concurrency or hook.pipeline_settings.get("send_concurrency", 4)
         target = root.campaign(self.campaign_id, "submissions", f"part-{shard:05d}.parquet")
         with hook.get_client() as client:
             if dry_run:
-                result_table = _dry_run(client, self.campaign_id, self.sms_conn_id, shard,
-                                        table)
+                result_table = dry_run_submissions(
+                    table, campaign_id=self.campaign_id, conn_id=self.sms_conn_id,
+                    vendor=client.vendor, shard=shard, max_batch=client.max_batch,
+                    personalised=client.personalised_batches,
+                    custom_id_scope=client.custom_id_scope)
                 root.write_table(result_table, *target)
                 self.log.info("dry run: %d recipients in shard %d would be sent, nothing sent",
                               result_table.num_rows, shard)
@@ -283,32 +300,6 @@ class SendShardOperator(BaseOperator):
         return {"shard": shard, **result.counts}
 
 
-def _dry_run(client: Any, campaign_id: str, conn_id: str, shard: int, table: pa.Table
-             ) -> pa.Table:
-    import pyarrow as pa
-
-    from sms_provider.data.schemas import SUBMISSION_SCHEMA
-    from sms_provider.data.send import plan_chunks
-
-    chunks = plan_chunks(table, campaign_id=campaign_id, shard=shard,
-                         max_batch=client.max_batch, personalised=client.personalised_batches,
-                         custom_id_scope=client.custom_id_scope)
-    rows: dict[str, list[Any]] = {name: [] for name in SUBMISSION_SCHEMA.names}
-    items = dict(zip(table["row_number"].to_pylist(), table["charge_items"].to_pylist(),
-                     strict=True))
-    for chunk in chunks:
-        for row_number, msg in zip(chunk.row_numbers, chunk.messages, strict=True):
-            for name, value in (("campaign_id", campaign_id), ("conn_id", conn_id),
-                                ("vendor", client.vendor), ("shard", shard),
-                                ("chunk", chunk.index), ("row_number", row_number),
-                                ("mobile", msg.mobile), ("message_id", None),
-                                ("custom_id", msg.custom_id), ("charge_items", items[row_number]),
-                                ("vendor_code", None), ("status", "dry_run"),
-                                ("description", "dry run: not sent"), ("submitted_at", None)):
-                rows[name].append(value)
-    return pa.table(rows, schema=SUBMISSION_SCHEMA)
-
-
 class CampaignSummaryOperator(BaseOperator):
     """Counts per status and where the Parquet went, in the task log and XCom."""
 
@@ -319,22 +310,11 @@ class CampaignSummaryOperator(BaseOperator):
         self.campaign_id = campaign_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import pyarrow.compute as pc
-
+        from sms_provider.data.summary import campaign_summary
         from sms_provider.operators.runtime import data_root
 
         _texts(self, "campaign_id")
-        root = data_root()
-        out: dict[str, Any] = {"campaign_id": self.campaign_id}
-        for name in ("prepared", "rejected", "submissions"):
-            parts = root.campaign(self.campaign_id, name)
-            table = root.read_dataset(*parts) if root.list_files(*parts) else None
-            out[name] = table.num_rows if table is not None else 0
-            out[f"{name}_path"] = root.path(*parts)
-            if name == "submissions" and table is not None and table.num_rows:
-                out["by_status"] = {r["values"]: r["counts"]
-                                    for r in pc.value_counts(table["status"]).to_pylist()}
-        out["input_rows"] = out["prepared"] + out["rejected"]
+        out = campaign_summary(data_root(), self.campaign_id)
         for key, value in out.items():
             self.log.info("%-16s %s", key, value)
         return out

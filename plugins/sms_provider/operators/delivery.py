@@ -63,11 +63,9 @@ def _opt_out_words() -> tuple[str, ...]:
     """``SMS_OPT_OUT_WORDS`` (comma-separated) or the defaults: TD, T, 退订, STOP, ..."""
     import os
 
-    from sms_provider.data.reports import DEFAULT_OPT_OUT_WORDS
+    from sms_provider.data.opt_outs import words_from_text
 
-    raw = os.environ.get("SMS_OPT_OUT_WORDS", "")
-    words = tuple(w.strip() for w in raw.split(",") if w.strip())
-    return words or DEFAULT_OPT_OUT_WORDS
+    return words_from_text(os.environ.get("SMS_OPT_OUT_WORDS", ""))
 
 
 def _counts(result: Any) -> dict[str, int]:
@@ -111,18 +109,33 @@ class ReconcileOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from datetime import timedelta
 
+        from sms_provider.data.prices import configured_prices
         from sms_provider.data.reconcile import reconcile_all
         from sms_provider.operators.runtime import data_root
 
         campaign_id = optional_text(self.campaign_id, "campaign_id")
         hours = positive(self.final_window_hours, "final_window_hours")
         results = reconcile_all(data_root(), [campaign_id] if campaign_id else None,
-                                final_window=timedelta(hours=hours))
+                                final_window=timedelta(hours=hours), prices=configured_prices())
         out = []
         for result in results.values():
             summary = {"campaign_id": result.campaign_id, **result.counts,
                        "discrepancies": {k: v for k, v in result.discrepancies.items() if v},
+                       "money": [_money(m) for m in result.money],
+                       "by_carrier": {f"{c['conn_id']}/{c['carrier']}": {
+                           "sent": c["sent"], "delivery_rate": round(c["delivery_rate"], 4),
+                           "latency_p50_s": c["latency_p50_s"],
+                           "top_failure_reason": c["top_failure_reason"]}
+                           for c in result.carriers},
                        "report_html": result.paths.get("report_html")}
             self.log.info("%s", summary)
             out.append(summary)
         return out
+
+
+def _money(row: dict[str, Any]) -> dict[str, Any]:
+    """An overview row as XCom can carry it: decimals as text, no timestamps."""
+    keys = ("conn_id", "vendor", "sent", "delivered", "charge_items", "currency", "spend",
+            "estimated_amount", "cost_per_delivered")
+    return {k: (None if row[k] is None else str(row[k]) if k in (
+        "spend", "estimated_amount", "cost_per_delivered") else row[k]) for k in keys}

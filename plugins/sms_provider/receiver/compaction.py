@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from sms_provider.data import reports as report_data
-from sms_provider.data.collect import add_opt_outs
+from sms_provider.data.opt_outs import add_opt_outs
 from sms_provider.data.storage import DataRoot
 from sms_provider.errors import SmsError
 from sms_provider.models import DeliveryReport, InboundMessage

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sms_provider.data.reports import DEFAULT_OPT_OUT_WORDS
+from sms_provider.data.opt_outs import DEFAULT_OPT_OUT_WORDS
 
 ENV_CONFIG = "SMS_RECEIVER_CONFIG"
 

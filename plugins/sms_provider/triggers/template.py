@@ -1,4 +1,5 @@
-"""Waits, in the triggerer, until the carriers have decided on an FMS template."""
+"""Waits, in the triggerer, until the carriers have decided on a vendor template
+(vendors with the templates capability)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def _states(template: Any) -> dict[str, str]:
     return {carrier: state.value for carrier, state in template.approvals.items()}
 
 
-class FmsTemplateApprovalTrigger(BaseTrigger):
+class TemplateApprovalTrigger(BaseTrigger):
     """Polls ``querytemplate`` until no carrier is pending (or a poll fails for good)."""
 
     def __init__(self, sms_conn_id: str, template_id: str, poll_interval: float = 30.0) -> None:
@@ -23,7 +24,7 @@ class FmsTemplateApprovalTrigger(BaseTrigger):
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("sms_provider.triggers.template.FmsTemplateApprovalTrigger",
+        return ("sms_provider.triggers.template.TemplateApprovalTrigger",
                 {"sms_conn_id": self.sms_conn_id, "template_id": self.template_id,
                  "poll_interval": self.poll_interval})
 
@@ -57,3 +58,7 @@ class FmsTemplateApprovalTrigger(BaseTrigger):
                 self.log.info("template %s still pending: %s", self.template_id,
                               _states(template))
             await asyncio.sleep(self.poll_interval)
+
+
+#: the earlier name: triggers serialised under it (deferred tasks) still load
+FmsTemplateApprovalTrigger = TemplateApprovalTrigger

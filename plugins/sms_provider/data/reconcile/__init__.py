@@ -32,8 +32,12 @@ The modules, each importing only those above it:
 - ``matching``: which columns identify a message per vendor, and key lookup
 - ``accounts``: one connection's submissions matched with its reports
 - ``outcomes``: the per-recipient ``reconciliation/`` rows and the summary
+- ``balance``: balance movements, in items and in money (prices in force when sent)
 - ``discrepancies``: where the vendor's books and ours disagree
+- ``money``: per-row prices, carriers, ``overview/`` and ``carriers/``
+- ``shared``: the cross-campaign ``reconciliation/month=…/vendor=…/`` dataset
 - ``writer``: the Parquet outputs and what ``report.html`` shows
+- ``index``: ``campaigns/index.html`` over every campaign's ``overview/``
 - ``campaign``: ``reconcile_campaign`` and ``reconcile_all`` put them together
 """
 

@@ -17,10 +17,20 @@ import pyarrow.compute as pc
 
 from sms_provider.data import html_report
 from sms_provider.data.completion import is_unfinished, require_finished
+from sms_provider.data.prices import PriceBook
 from sms_provider.data.reconcile.accounts import AccountCache
-from sms_provider.data.reconcile.columns import distinct
+from sms_provider.data.reconcile.balance import balance_steps
+from sms_provider.data.reconcile.columns import distinct, ints
 from sms_provider.data.reconcile.discrepancies import find_discrepancies
+from sms_provider.data.reconcile.index import write_index
 from sms_provider.data.reconcile.matching import SUB_COLUMNS
+from sms_provider.data.reconcile.money import (
+    carrier_failures,
+    carrier_table,
+    money_columns,
+    overview_table,
+    price_rows,
+)
 from sms_provider.data.reconcile.outcomes import (
     CampaignPart,
     Settings,
@@ -29,6 +39,7 @@ from sms_provider.data.reconcile.outcomes import (
     summary_table,
 )
 from sms_provider.data.reconcile.reading import list_campaigns, read
+from sms_provider.data.reconcile.shared import write_shared
 from sms_provider.data.reconcile.statuses import DiscrepancyKind
 from sms_provider.data.reconcile.writer import (
     discrepancy_preview,
@@ -56,6 +67,10 @@ class ReconcileResult:
     counts: dict[str, int] = field(default_factory=dict)
     discrepancies: dict[str, int] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    #: per connection: sent, delivered, spend, cost per delivered (``overview/`` rows)
+    money: list[dict[str, Any]] = field(default_factory=list)
+    #: per connection and carrier: delivery rate, latency (``carriers/`` rows)
+    carriers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def reconcile_campaign(root: DataRoot, campaign_id: str, *,
@@ -64,6 +79,7 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
                        statistics_tolerance: float = 0.01,
                        balance_tolerance: Decimal | int = 0,
                        price_per_item: Mapping[str, Any] | Decimal | str | float | None = None,
+                       prices: PriceBook | None = None,
                        accounts: AccountCache | None = None) -> ReconcileResult:
     """Write ``reconciliation/``, ``reconciliation_summary/``, ``discrepancies/`` and
     ``report.html`` for one campaign; return the counts and paths.
@@ -71,8 +87,10 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     ``statistics_tolerance``: share of the vendor's daily submitted count by which
     its delivered/failed may differ from ours (reports still in flight on either
     side). ``balance_tolerance``: charge items a balance step may be off by.
-    ``price_per_item`` (one price, or per conn_id) lets money balances (EIMS) be
-    checked; without it they are skipped.
+    ``prices``: the price file (:class:`~sms_provider.data.prices.PriceBook`), each
+    row priced at the price in force when it was submitted; ``price_per_item`` (one
+    price, or per conn_id, valid for ever) is the older shorthand. Without a price
+    money balances (EIMS) are not checked and nothing has an amount.
     """
     now = now or datetime.now(UTC)
     settings = Settings(
@@ -80,13 +98,13 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
         now_ms=int(now.timestamp() * 1000),
         statistics_tolerance=statistics_tolerance,
         balance_tolerance=Decimal(balance_tolerance),
-        prices=_prices(price_per_item))
+        prices=prices if prices is not None else PriceBook.constant(price_per_item))
     require_finished(root, campaign_id)  # a partial prepared/ would count rows as unsent
     own_cache = accounts is None
     accounts = accounts if accounts is not None else AccountCache()
 
     prepared = read(root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA,
-                    ["row_number", "mobile", "charge_items"])
+                    ["row_number", "mobile", "charge_items", "e164", "carrier"])
     invalid = read(root, root.campaign(campaign_id, "rejected"), REJECTED_SCHEMA,
                    ["row_number"]).num_rows
     own = read(root, root.campaign(campaign_id, "submissions"), SUBMISSION_SCHEMA,
@@ -96,11 +114,22 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     del own  # the accounts hold what they need
 
     rows = reconcile_rows(prepared, parts, settings)
-    table = reconciliation_table(root, campaign_id, prepared, parts, rows)
+    pricing = price_rows(parts, rows, settings.prices)
+    extra = money_columns(parts, rows, pricing, prepared["e164"], prepared["carrier"])
+    table = reconciliation_table(root, campaign_id, prepared.drop_columns(["e164"]), parts,
+                                 rows, extra)
+    del extra
     summary = summary_table(campaign_id, rows, invalid)
     discrepancies = find_discrepancies(root, parts, table, rows, settings)
     reasons, latency = failure_reasons(table, rows), latency_histogram(rows)
-    del parts, rows
+    overview = overview_table(campaign_id, parts, rows, pricing,
+                              ints(prepared["charge_items"]), settings.prices, discrepancies,
+                              now)
+    carriers = carrier_table(campaign_id, parts, rows, pricing, table)
+    by_carrier = carrier_failures(table, rows)
+    steps = [step for p in parts for step in balance_steps(
+        root, p.account, p.submitted_ms[p.submitted_ms >= 0], settings.prices)]
+    del parts, rows, pricing
     if own_cache:
         accounts.clear()  # what the outputs still need, they hold: let the rest go first
 
@@ -109,6 +138,9 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
         "reconciliation_summary": write_dataset(root, summary, campaign_id,
                                                 "reconciliation_summary"),
         "discrepancies": write_dataset(root, discrepancies, campaign_id, "discrepancies"),
+        "overview": write_dataset(root, overview, campaign_id, "overview"),
+        "carriers": write_dataset(root, carriers, campaign_id, "carriers"),
+        "shared_reconciliation": write_shared(root, table, campaign_id, now),
     }
     totals = {name: int(pc.sum(summary[name]).as_py() or 0)
               for name in SUMMARY_SCHEMA.names[2:]}
@@ -120,10 +152,13 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
         failure_reasons=reasons,
         latency_counts=latency, latency_edges=html_report.LATENCY_EDGES_S,
         summary=summary.to_pylist(), discrepancies=discrepancy_preview(discrepancies),
-        discrepancy_totals=by_kind, final_window_hours=final_window.total_seconds() / 3600)
+        discrepancy_totals=by_kind, final_window_hours=final_window.total_seconds() / 3600,
+        money=overview.to_pylist(), carriers=carriers.to_pylist(),
+        carrier_failures=by_carrier, balance=[step.as_row() for step in steps])
     paths["report_html"] = write_text(root, html, *root.campaign(campaign_id, "report.html"))
     return ReconcileResult(campaign_id=campaign_id, counts=totals, discrepancies=by_kind,
-                           paths=paths)
+                           paths=paths, money=overview.to_pylist(),
+                           carriers=carriers.to_pylist())
 
 
 def reconcile_all(root: DataRoot, campaign_ids: Iterable[str] | None = None,
@@ -131,22 +166,16 @@ def reconcile_all(root: DataRoot, campaign_ids: Iterable[str] | None = None,
     """Reconcile every campaign under ``campaigns/`` (or the given ones), reading each
     connection's submissions and reports once; ``options`` as for ``reconcile_campaign``.
 
-    Going over every campaign, one whose prepare is unfinished is left out (it has
+    Then the index page (``campaigns/index.html``) is rewritten over every campaign's
+    ``overview/``. Going over every campaign, one whose prepare is unfinished is left out (it has
     nothing whole to reconcile yet); named, it raises ``UnfinishedPrepareError``.
     """
     cache = AccountCache()
     ids = (list(campaign_ids) if campaign_ids is not None else
            [cid for cid in list_campaigns(root) if not is_unfinished(root, cid)])
-    return {cid: reconcile_campaign(root, cid, accounts=cache, **options) for cid in ids}
-
-
-def _prices(value: Mapping[str, Any] | Decimal | str | float | None
-            ) -> Mapping[str | None, Decimal]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return {k: Decimal(str(v)) for k, v in value.items()}
-    return {None: Decimal(str(value))}
+    results = {cid: reconcile_campaign(root, cid, accounts=cache, **options) for cid in ids}
+    write_index(root, options.get("now"))
+    return results
 
 
 def _connections(conn_ids: pa.ChunkedArray) -> list[str | None]:

@@ -10,14 +10,16 @@ about that campaign.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sms_provider.data.prices import from_micros
 from sms_provider.data.reconcile.accounts import Account
+from sms_provider.data.reconcile.balance import balance_steps
 from sms_provider.data.reconcile.columns import CHINA_OFFSET_MS, DAY_MS, iso, repeat
 from sms_provider.data.reconcile.matching import (
     CUSTOM_ID_PER_REQUEST,
@@ -28,8 +30,8 @@ from sms_provider.data.reconcile.outcomes import CampaignPart, Rows, Settings
 from sms_provider.data.reconcile.reading import read
 from sms_provider.data.reconcile.statuses import DiscrepancyKind, FinalStatus, SubmissionCode
 from sms_provider.data.reports import dedupe
-from sms_provider.data.schemas import BALANCE_SCHEMA, DAILY_STATISTIC_SCHEMA, DISCREPANCY_SCHEMA
-from sms_provider.data.storage import DataRoot, epoch_ms
+from sms_provider.data.schemas import DAILY_STATISTIC_SCHEMA, DISCREPANCY_SCHEMA, MONEY
+from sms_provider.data.storage import DataRoot
 
 #: unknown reports received this long before a campaign's first submission still count
 #: for it: a push can beat the send task's own record of the answer
@@ -73,6 +75,8 @@ def _charged_never_reported(table: pa.Table, rows: Rows, s: Settings) -> pa.Tabl
         "kind": repeat(DiscrepancyKind.CHARGED_NEVER_REPORTED, t.num_rows),
         "conn_id": t["conn_id"], "key": key, "detail": detail,
         "count": pc.cast(t["charge_items"], pa.int64()),
+        "amount": pc.multiply(pc.cast(t["charge_items"], MONEY), t["price_per_item"]).cast(
+            MONEY),
     }, schema=DISCREPANCY_SCHEMA)
 
 
@@ -105,7 +109,8 @@ def _unknown_reports(a: Account, first_ms: int, last_ms: int, s: Settings) -> pa
     return pa.table({
         "kind": repeat(DiscrepancyKind.REPORT_FOR_UNKNOWN_MESSAGE, g.num_rows),
         "conn_id": repeat(a.conn_id, g.num_rows), "key": g["key"], "detail": detail,
-        "count": g["report_key_count"]}, schema=DISCREPANCY_SCHEMA)
+        "count": g["report_key_count"], "amount": pa.nulls(g.num_rows, MONEY)},
+        schema=DISCREPANCY_SCHEMA)
 
 
 def _epoch_day(day: Any) -> int:
@@ -151,62 +156,27 @@ def _statistics_mismatches(root: DataRoot, a: Account, sent_ms: np.ndarray,
     return _rows_table(out)
 
 
-def _decimal(text: str | None) -> Decimal | None:
-    try:
-        return Decimal(text) if text not in (None, "") else None
-    except InvalidOperation:
-        return None
-
-
 def _balance_mismatches(root: DataRoot, a: Account, sent_ms: np.ndarray,
                         s: Settings) -> pa.Table:
-    """Each fall of the balance between two snapshots against the charge items we sent then."""
-    if not a.conn_id:
-        return DISCREPANCY_SCHEMA.empty_table()
-    snaps = read(root, ("statistics", a.conn_id, "balance"), BALANCE_SCHEMA,
-                 ["amount", "unit", "gift", "taken_at"])
+    """Each fall of the balance between two snapshots against what we submitted then: in
+    money for a money balance (items at the price in force when sent), else in items."""
     out = []
-    charged = (a.status == SubmissionCode.SUBMITTED) & (a.submitted_ms >= 0)
-    unsettled = (a.status == SubmissionCode.AMBIGUOUS) & (a.best < 0) & (a.submitted_ms >= 0)
-    items = a.charge
-    for unit in ("items", "money"):
-        price = None if unit == "items" else s.prices.get(a.conn_id, s.prices.get(None))
-        if unit == "money" and not price:
-            continue  # money cannot be compared with charge items without a price
-        # products (Chuanglan) and gift credit are all spendable: one balance per moment
-        totals: dict[int, Decimal] = {}
-        for row in snaps.filter(pc.equal(snaps["unit"], unit)).to_pylist():
-            amount = _decimal(row["amount"])
-            if amount is None or row["taken_at"] is None:
-                continue
-            moment = epoch_ms(row["taken_at"])
-            totals[moment] = totals.get(moment, Decimal(0)) + amount + (
-                _decimal(row["gift"]) or 0)
-        times = np.array(sorted(totals), np.int64)
-        if len(times) < 2:
+    for step in balance_steps(root, a, sent_ms, s.prices):
+        found = step.gap(s.balance_tolerance)
+        if found is None:
             continue
-        # a submission at t belongs to the step (times[i-1], times[i]]
-        step = np.searchsorted(times, a.submitted_ms, side="left")
-        spent = np.bincount(step[charged], weights=items[charged], minlength=len(times) + 1)
-        maybe = np.bincount(step[unsettled], minlength=len(times) + 1)
-        for i in np.unique(np.searchsorted(times, sent_ms, side="left")).tolist():
-            if not 1 <= i < len(times):
-                continue
-            before, after = totals[int(times[i - 1])], totals[int(times[i])]
-            fall = before - after
-            if fall < 0:
-                continue  # a top-up in between: what was spent cannot be told apart
-            fall_items = fall if price is None else fall / price
-            ours = int(spent[i])
-            if abs(fall_items - ours) <= s.balance_tolerance:
-                continue
-            as_items = "" if price is None else f" (= {fall_items:g} items at {price})"
-            note = f"; {int(maybe[i])} ambiguous not settled" if maybe[i] else ""
-            key = (f"{iso(pa.array([int(times[i - 1])], pa.timestamp('ms', tz='UTC')))[0]}"
-                   f"..{iso(pa.array([int(times[i])], pa.timestamp('ms', tz='UTC')))[0]}")
-            out.append({"kind": DiscrepancyKind.BALANCE_MISMATCH, "conn_id": a.conn_id,
-                        "key": key,
-                        "detail": f"balance fell by {fall:g} {unit}{as_items}, we submitted "
-                                  f"{ours} charge items (all campaigns){note}",
-                        "count": round(fall_items - ours)})
+        gap, items = found
+        if step.unit == "money":
+            ours = (f"we submitted {step.ours_items} charge items = {step.ours_money:f} "
+                    f"{step.currency} at the prices in force (all campaigns)")
+            amount: Decimal | None = gap
+        else:
+            ours = f"we submitted {step.ours_items} charge items (all campaigns)"
+            amount = (gap * from_micros(step.price_micros)) if step.price_micros else None
+        note = f"; {step.unsettled} ambiguous not settled" if step.unsettled else ""
+        stamps = iso(pa.array([step.start_ms, step.end_ms], pa.timestamp("ms", tz="UTC")))
+        out.append({"kind": DiscrepancyKind.BALANCE_MISMATCH, "conn_id": a.conn_id,
+                    "key": f"{stamps[0]}..{stamps[1]}",
+                    "detail": f"balance fell by {step.fall:f} {step.unit}, {ours}{note}",
+                    "count": items, "amount": amount})
     return _rows_table(out)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sms_provider.data.prices import PriceBook
 from sms_provider.data.reconcile.accounts import Account
 from sms_provider.data.reconcile.columns import (
     STRING,
@@ -49,7 +50,7 @@ class Settings:
     now_ms: int
     statistics_tolerance: float
     balance_tolerance: Decimal
-    prices: Mapping[str | None, Decimal]
+    prices: PriceBook
 
 
 class CampaignPart:
@@ -210,8 +211,11 @@ def _reasons(parts: list[CampaignPart], rows: Rows) -> pa.Array:
 
 
 def reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
-                         parts: list[CampaignPart], rows: Rows) -> pa.Table:
-    """``reconciliation/``: one row per prepared recipient, as ``RECONCILIATION_SCHEMA``."""
+                         parts: list[CampaignPart], rows: Rows,
+                         extra: Mapping[str, Any] | None = None) -> pa.Table:
+    """``reconciliation/``: one row per prepared recipient, as ``RECONCILIATION_SCHEMA``;
+    ``extra``: the columns other modules add (``money``: carrier, price, amount), null
+    where not given."""
     n = prepared.num_rows
     part, sub = rows.part, rows.sub
     if len(parts) == 1 and (part == 0).all():  # the usual case: one connection, all sent
@@ -261,7 +265,13 @@ def reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
         "latency_s": pa.array(rows.latency_s, from_pandas=True),
         "reports_seen": pa.array(seen),
         "settled_by": labels(route, SettledBy.LABELS),
+        **{f.name: (extra or {}).get(f.name, pa.nulls(n, f.type))
+           for f in RECONCILIATION_SCHEMA if f.name in _ADDED},
     }, schema=RECONCILIATION_SCHEMA)
+
+
+#: columns of ``RECONCILIATION_SCHEMA`` that other modules compute (``extra``)
+_ADDED = frozenset({"carrier", "price_per_item", "currency", "charge_amount"})
 
 
 def summary_table(campaign_id: str, rows: Rows, invalid: int) -> pa.Table:

@@ -10,7 +10,8 @@ array to eight bytes a row, where a plain ``int`` keeps its type.
 The names say whose vocabulary they are: a recipient's final status here is
 not a delivery report's :class:`~sms_provider.models.DeliveryStatus` (though
 it shares its words), nor a submission's
-:class:`~sms_provider.models.SubmissionStatus`, nor a send-ledger chunk state.
+:class:`~sms_provider.models.SubmissionStatus`, nor a send-ledger
+:class:`~sms_provider.data.ledger.ChunkState`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class SubmissionCode:
     DRY_RUN = 3
     OTHER = 4
     LABELS = (SubmissionStatus.SUBMITTED.value, SubmissionStatus.REJECTED.value,
-              SubmissionStatus.AMBIGUOUS.value, "dry_run")
+              SubmissionStatus.AMBIGUOUS.value, SubmissionStatus.DRY_RUN.value)
     WRITTEN = LABELS[:3]
 
 
@@ -68,7 +69,7 @@ class UnsentReason:
 
     NOT_SUBMITTED = 0
     DRY_RUN = 1
-    LABELS = ("not_submitted", "dry_run")
+    LABELS = ("not_submitted", SubmissionStatus.DRY_RUN.value)
 
 
 class DiscrepancyKind:
