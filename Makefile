@@ -10,7 +10,11 @@ UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/plugins
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
+<<<<<<< HEAD
+.PHONY: install lint format test test-cluster demo simulator bench lock clean
+=======
 .PHONY: install lint format test demo simulator bench lock clean chromium
+>>>>>>> main
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
@@ -45,6 +49,11 @@ chromium:
 
 test: install lint chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# the distributed deployment on loopback: Celery workers on PostgreSQL and Redis
+# (both must run on 127.0.0.1; the test says how to get them otherwise)
+test-cluster: install
+	$(BIN)/python -m pytest -m cluster tests/cluster -q
 
 demo: install
 	$(BIN)/python include/demo.py
