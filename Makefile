@@ -10,11 +10,7 @@ UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/plugins
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
-<<<<<<< HEAD
-.PHONY: install lint format test test-cluster demo simulator bench lock clean
-=======
-.PHONY: install lint format test demo simulator bench lock clean chromium
->>>>>>> main
+.PHONY: install lint format test test-cluster demo simulator bench lock clean chromium
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
