@@ -101,6 +101,12 @@ class ColumnBatch(Sequence[T]):
 
     __hash__ = None  # type: ignore[assignment]  # mutable columns, like a list
 
+    def __add__(self, other: Sequence[T]) -> list[T]:
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[T]) -> list[T]:
+        return [*other, *self]
+
 
 class AcceptedBatch(ColumnBatch[Submission]):
     """A request's submissions when the vendor took every recipient, kept by column.
@@ -110,17 +116,24 @@ class AcceptedBatch(ColumnBatch[Submission]):
     recipient of a campaign, reads the columns through :meth:`by_column`.
     """
 
-    __slots__ = ("charge_items", "custom_id", "message_ids", "mobiles")
+    __slots__ = ("charge_items", "custom_id", "message_ids", "mobiles", "vendor_code")
 
-    def __init__(self, mobiles: list[str], message_ids: list[str], custom_id: str | None,
-                 charge_items: list[int]) -> None:
-        self._set_length(mobiles, message_ids, charge_items)
+    def __init__(self, mobiles: list[str], message_ids: list[str],
+                 custom_id: str | list[str | None] | None, charge_items: list[int],
+                 vendor_code: str = "0") -> None:
+        """``custom_id`` is the request's one id (EUMS reference) or each recipient's;
+        ``vendor_code`` is the vendor's code of success."""
+        self._set_length(mobiles, message_ids, charge_items,
+                         *([custom_id] if isinstance(custom_id, list) else []))
         self.mobiles, self.message_ids = mobiles, message_ids
         self.custom_id, self.charge_items = custom_id, charge_items
+        self.vendor_code = vendor_code
 
     def _record(self, index: int) -> Submission:
-        return Submission(self.mobiles[index], self.message_ids[index], self.custom_id,
-                          self.charge_items[index])
+        custom_id = self.custom_id
+        return Submission(self.mobiles[index], self.message_ids[index],
+                          custom_id[index] if isinstance(custom_id, list) else custom_id,
+                          self.charge_items[index], self.vendor_code)
 
     def __repr__(self) -> str:
         return f"AcceptedBatch({len(self)} submissions, custom_id={self.custom_id!r})"
@@ -129,7 +142,7 @@ class AcceptedBatch(ColumnBatch[Submission]):
         """Each :class:`Submission` field as a list, or one value every recipient shares."""
         return {"mobile": self.mobiles, "message_id": self.message_ids,
                 "custom_id": self.custom_id, "charge_items": self.charge_items,
-                "vendor_code": "0", "status": SubmissionStatus.SUBMITTED.value,
+                "vendor_code": self.vendor_code, "status": SubmissionStatus.SUBMITTED.value,
                 "description": ""}
 
 

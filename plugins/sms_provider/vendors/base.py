@@ -76,6 +76,13 @@ def message_columns(messages: Sequence[OutboundMessage]
             [m.custom_id for m in messages])
 
 
+def message_variables(messages: Sequence[OutboundMessage]) -> list[Mapping[str, str] | None]:
+    """The template variables of ``messages``, without per-message work for a batch."""
+    if isinstance(messages, OutboundBatch):
+        return messages.variables
+    return [m.variables for m in messages]
+
+
 #: the calls that reach the vendor; a "too fast" answer to any of them pauses the account
 VENDOR_CALLS = ("send", "pull_reports", "query_reports", "pull_inbound", "balance",
                 "statistics", "register_template", "query_template")

@@ -29,16 +29,17 @@ from sms_provider.errors import (
     RetryableError,
 )
 from sms_provider.models import (
+    AcceptedBatch,
     Balance,
     DeliveryReport,
     DeliveryStatus,
     InboundMessage,
     Submission,
-    SubmissionStatus,
 )
 from sms_provider.segments import charge_items
 from sms_provider.vendors import profiles
-from sms_provider.vendors.base import OutboundMessage, VendorClient
+from sms_provider.vendors.base import OutboundMessage, VendorClient, message_columns
+from sms_provider.vendors.batch_text import digit_numbers
 from sms_provider.vendors.clock import CHINA_TZ
 from sms_provider.vendors.codes import CodeTable, normalise_state, raise_for_code
 from sms_provider.vendors.limits import check_content, same_content
@@ -161,16 +162,17 @@ class ChuanglanClient(VendorClient):
 
     # --- sending -----------------------------------------------------------
     def send(self, messages: Sequence[OutboundMessage], *, template_id: str | None = None
-             ) -> list[Submission]:
+             ) -> Sequence[Submission]:
         """One request for the whole chunk: one content, comma-joined numbers, one msgid."""
         if template_id is not None:
             raise PermanentError("this vendor has no templates", vendor=VENDOR,
                                  endpoint=SEND_PATH)
-        content = self._check(messages)
+        mobiles, contents, custom_ids = message_columns(messages)
+        content = self._check(messages, mobiles, contents)
         form = {
             "account": self.account,
             "pswd": self._password,
-            "mobile": ",".join(m.mobile for m in messages),
+            "mobile": ",".join(mobiles),
             "msg": content,
             "needstatus": "true" if self.needstatus else "false",
         }
@@ -180,23 +182,27 @@ class ChuanglanClient(VendorClient):
             form["extno"] = self.extno
         resp = self.http.request("POST", SEND_PATH, idempotent=False, data=form)
         msgid = parse_send_response(resp.content, needstatus=self.needstatus)
-        items = charge_items(content)
-        return [Submission(mobile=m.mobile, message_id=msgid, custom_id=m.custom_id,
-                           charge_items=items, vendor_code=_SUCCESS,
-                           status=SubmissionStatus.SUBMITTED) for m in messages]
+        n = len(mobiles)
+        # one msgid and one content for the request: columns, not an object per number
+        return AcceptedBatch(mobiles, [msgid] * n, custom_ids,  # type: ignore[list-item]
+                             [charge_items(content)] * n, _SUCCESS)
 
-    def _check(self, messages: Sequence[OutboundMessage]) -> str:
+    def _check(self, messages: Sequence[OutboundMessage], mobiles: list[str],
+               contents: list[str]) -> str:
         """Refuse what the platform would refuse, and duplicates it could not report apart."""
         self.check_batch(messages)
-        content = same_content(VENDOR, [m.content for m in messages])
+        content = same_content(VENDOR, contents)
         check_content(VENDOR, content, self.max_content_chars, where=" in message 0")
+        if (digit_numbers(mobiles, prefix="1", min_len=11, max_len=11)
+                and len(set(mobiles)) == len(mobiles)):
+            return content  # the usual chunk, told without a step per number
         seen: dict[str, int] = {}
-        for i, m in enumerate(messages):
-            if not MOBILE_RE.fullmatch(m.mobile):
+        for i, mobile in enumerate(mobiles):
+            if not MOBILE_RE.fullmatch(mobile):
                 raise LimitExceededError(
                     f"message {i}: mobile is not an 11-digit mainland number "
-                    f"(length {len(m.mobile)})", vendor=VENDOR)
-            first = seen.setdefault(m.mobile, i)
+                    f"(length {len(mobile)})", vendor=VENDOR)
+            first = seen.setdefault(mobile, i)
             if first != i:
                 raise LimitExceededError(
                     f"message {i} repeats the mobile of message {first}: reports of one "

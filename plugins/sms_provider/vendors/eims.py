@@ -32,13 +32,14 @@ from sms_provider.errors import (
     PermanentError,
 )
 from sms_provider.models import Balance, DeliveryReport, InboundMessage, Submission
-from sms_provider.vendors.base import OutboundMessage, VendorClient
+from sms_provider.vendors.base import OutboundMessage, VendorClient, message_columns
+from sms_provider.vendors.batch_text import plain_digit_numbers
 from sms_provider.vendors.codec import md5_hex
 from sms_provider.vendors.eims_answers import (
     parse_balance_answer,
     parse_inbound_answer,
     parse_report_answer,
-    parse_send_answer,
+    read_send_answer,
 )
 from sms_provider.vendors.eims_codes import (
     GET_BATCH_LIMIT,
@@ -184,24 +185,26 @@ class EimsClient(VendorClient):
 
     # --- operations -------------------------------------------------------------
     def send(self, messages: Sequence[OutboundMessage], *, template_id: str | None = None
-             ) -> list[Submission]:
+             ) -> Sequence[Submission]:
         """Send one content to every number; numbers the platform refuses come back REJECTED."""
         if template_id is not None:
             raise PermanentError("EIMS has no templates: send the full text",
                                  vendor=VENDOR, endpoint=PATH_SEND)
         self.check_batch(messages)
-        content = same_content(VENDOR, [m.content for m in messages])
+        mobiles, contents, _ = message_columns(messages)
+        content = same_content(VENDOR, contents)
         check_content(VENDOR, content, self.max_content_chars, where=" (message 0)")
-        mobiles = [m.mobile for m in messages]
-        for i, mobile in enumerate(mobiles):
-            if not _DIGITS.fullmatch(mobile):
-                raise LimitExceededError(
-                    f"mobile of message {i} ({len(mobile)} characters) is not digits only; "
-                    "EIMS wants international digits without '+' or '00'", vendor=VENDOR)
+        if not plain_digit_numbers(mobiles):  # the usual chunk is told at once
+            for i, mobile in enumerate(mobiles):
+                if not _DIGITS.fullmatch(mobile):
+                    raise LimitExceededError(
+                        f"mobile of message {i} ({len(mobile)} characters) is not digits "
+                        "only; EIMS wants international digits without '+' or '00'",
+                        vendor=VENDOR)
         fields: dict[str, Any] = {"smstype": 0, "numbers": ",".join(mobiles),
                                   "content": content}
         return self._call(self.method.upper(), PATH_SEND, fields, idempotent=False,
-                          parse=lambda body: parse_send_answer(body, mobiles, content))
+                          parse=lambda body: read_send_answer(body, mobiles, content))
 
     def query_reports(self, message_ids: Sequence[str]) -> list[DeliveryReport]:
         """Current state of up to 200 messages; unknown ids (``nofound``) yield nothing.

@@ -97,11 +97,16 @@ def encode_secure(payload: Any, key: str, *, gzip_on: bool) -> bytes:
     return aes_encrypt(key, data)
 
 
+def open_secure(body: bytes, key: str, *, gzip_on: bool) -> bytes:
+    """The JSON bytes inside a secure body (decrypted, decompressed); a failure is a
+    :class:`ProtocolError`."""
+    data = aes_decrypt(key, body)
+    return gzip_decompress(data) if gzip_on else data
+
+
 def decode_secure(body: bytes, key: str, *, gzip_on: bool, encoding: str = "utf-8") -> Any:
     """Inverse of :func:`encode_secure`; any failure is a :class:`ProtocolError`."""
-    data = aes_decrypt(key, body)
-    if gzip_on:
-        data = gzip_decompress(data)
+    data = open_secure(body, key, gzip_on=gzip_on)
     try:
         return json.loads(data.decode(encoding))
     except (UnicodeDecodeError, LookupError, json.JSONDecodeError) as exc:

@@ -44,6 +44,7 @@ from sms_provider.vendors.base import (
     VendorClient,
     message_columns,
 )
+from sms_provider.vendors.batch_text import plain_digit_numbers
 from sms_provider.vendors.clock import china_now, china_stamp
 from sms_provider.vendors.codec import aes_encrypt, aes_key_bytes, md5_hex
 from sms_provider.vendors.eums_answers import (
@@ -82,20 +83,6 @@ from sms_provider.vendors.profile import VendorProfile
 from sms_provider.vendors.transport import HttpSettings
 
 _DIGITS = re.compile(r"^\d+$")
-
-
-def _plain_digit_numbers(mobiles: list[str]) -> bool:
-    """True when every number is non-empty ASCII digits: the usual chunk, checked at
-    C speed; any other chunk gets the per-number check that names the culprit."""
-    if "" in mobiles:
-        return False
-    try:
-        joined = ",".join(mobiles)
-    except TypeError:  # a number that is not a string
-        return False
-    # as bytes: str.isdigit looks each character up in the Unicode tables
-    return (joined.count(",") == len(mobiles) - 1 and joined.isascii()
-            and joined.encode("ascii").replace(b",", b"").isdigit())
 
 
 class CallWindow:
@@ -243,7 +230,7 @@ class EumsClient(VendorClient):
         mobiles, contents, custom_ids = message_columns(messages)
         content = same_content(VENDOR, contents)
         check_content(VENDOR, content, self.max_content_chars, where=" (message 0)")
-        if not _plain_digit_numbers(mobiles):
+        if not plain_digit_numbers(mobiles):
             for i, mobile in enumerate(mobiles):
                 if not mobile or mobile != mobile.strip() or "," in mobile:
                     raise LimitExceededError(

@@ -32,6 +32,7 @@ from sms_provider.models import (
     Submission,
     SubmissionStatus,
 )
+from sms_provider.vendors.batch_text import blank_in
 from sms_provider.vendors.clock import parse_china
 from sms_provider.vendors.codec import aes_decrypt
 from sms_provider.vendors.codes import normalise_state, raise_for_code
@@ -162,19 +163,6 @@ class _SendAnswer(msgspec.Struct, gc=False):
 #: typed decoding of the usual send answer: no dict per entry, and (gc=False) nothing
 #: for the garbage collector to walk; anything else fails it and takes the general path
 _SEND_ANSWER = msgspec.json.Decoder(_SendAnswer)
-#: the ASCII characters ``str.strip`` removes
-_ASCII_BLANKS = bytes(c for c in range(128) if chr(c).isspace())
-
-
-def _blank_in(text: str) -> bool:
-    """Whether ``text`` holds whitespace (non-ASCII text counts as if it did): one C
-    pass over the bytes, several times faster than a regular expression's search."""
-    if not text.isascii():
-        return True
-    raw = text.encode("ascii")
-    return len(raw.translate(None, _ASCII_BLANKS)) != len(raw)
-
-
 _DEST, _MESSAGE_ID, _CHARGE_ITEM = (attrgetter("dest_number"), attrgetter("message_id"),
                                     attrgetter("charge_item"))
 
@@ -200,7 +188,7 @@ def accepted_from_text(text: str, mobiles: Sequence[str], reference: str | None
     if dests != (mobiles if isinstance(mobiles, list) else list(mobiles)):
         return None
     message_ids = list(map(_MESSAGE_ID, entries))
-    if "" in message_ids or _blank_in("".join(message_ids)):  # the general path strips
+    if "" in message_ids or blank_in("".join(message_ids)):  # the general path strips
         return None
     items = list(map(_CHARGE_ITEM, entries))
     if min(items, default=1) < 1:

@@ -64,8 +64,11 @@ class Chunk:
     def messages(self) -> OutboundBatch:
         """The request's messages, built anew on each call (they are not kept)."""
         variables = self.rows["variables"]
-        parsed = ([json.loads(v) if v else None for v in self.column("variables")]
-                  if variables.null_count < len(variables) else [None] * len(self))
+        parsed: list[Any] = [None] * len(self)
+        if variables.null_count < len(variables):  # each distinct text parsed once
+            seen: dict[str, Any] = {}
+            parsed = [seen[v] if v in seen else seen.setdefault(v, json.loads(v) if v else None)
+                      for v in self.column("variables")]
         contents = self.column("content")
         if None in contents:
             contents = [content or "" for content in contents]
