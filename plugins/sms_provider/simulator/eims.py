@@ -215,10 +215,11 @@ class EimsSimulator(VendorSimulator):
         # seven digits of the serial makes 19, past the 2**53 a double holds exactly and
         # inside the signed 64-bit range a Java gateway's long has.
         prefix = datetime.now(CHINA_TZ).strftime("%y%m%d%H%M%S")
+        serials = iter(self.sim.next_serials(len(good)))
         try:
             accepted = self.state.accept(
                 good, [content] * len(good), [None] * len(good),
-                lambda _seq: f"{prefix}{self.sim.next_serial() % 10**7:07d}")
+                lambda _seq: f"{prefix}{next(serials) % 10**7:07d}")
         except InsufficientBalance:
             return self._status(NO_BALANCE)
         if self.batch_error:

@@ -217,6 +217,9 @@ class EmayFmsSimulator(VendorSimulator):
               ) -> list[dict[str, Any]]:
         template = self._usable_template(_template_id(payload.get("templateId")))
         mobiles, custom_ids, contents, extras = [], [], [], []
+        # a request's recipients often share their variables: each distinct text is
+        # parsed and rendered once
+        rendered: dict[Any, tuple[dict[str, str], str]] = {}
         for entry in entries:
             mobile = _text(entry.get("mobile"))
             if not mobile:
@@ -226,17 +229,25 @@ class EmayFmsSimulator(VendorSimulator):
             custom_id = _text(entry.get("customFmsId")) or None
             if custom_id is not None and len(custom_id) > CUSTOM_ID_MAX:
                 raise Refusal("ERROR_CUSTOM_FMSID")
-            variables = _variables(entry.get("content"), template.variables)
+            content = entry.get("content")
+            key = content if isinstance(content, str) else None
+            done = rendered.get(key) if key is not None else None
+            if done is None:
+                variables = _variables(content, template.variables)
+                done = (variables, PLACEHOLDER_RE.sub(
+                    lambda m, v=variables: v[m.group(1).strip()], template.text))
+                if key is not None:
+                    rendered[key] = done
             mobiles.append(mobile)
             custom_ids.append(custom_id)
-            contents.append(PLACEHOLDER_RE.sub(
-                lambda m, v=variables: v[m.group(1).strip()], template.text))
-            extras.append({"template_id": template.template_id, "variables": variables})
+            contents.append(done[1])
+            extras.append({"template_id": template.template_id, "variables": done[0]})
         prefix = datetime.now(CHINA_TZ).strftime("%y%m%d%H%M%S")
+        serials = iter(self.sim.next_serials(len(mobiles)))
         try:
             accepted = self.state.accept(
                 mobiles, contents, custom_ids,
-                lambda _seq: f"{prefix}{self.sim.next_serial() % 10**8:08d}", extras=extras)
+                lambda _seq: f"{prefix}{next(serials) % 10**8:08d}", extras=extras)
         except InsufficientBalance:
             raise Refusal("ERROR_BALANCE") from None
         return [_submission(m) for m in accepted]

@@ -218,10 +218,10 @@ class EmayImsSimulator(VendorSimulator):
     def _accept(self, mobiles: list[str], contents: list[str],
                 custom_ids: list[str | None], extra: dict[str, Any]) -> Any:
         prefix = china_now().strftime("%Y%m%d")
-        serial = self.sim.next_serial
+        serials = iter(self.sim.next_serials(len(mobiles)))
 
         def id_for(_seq: int) -> str:
-            return f"{prefix}{serial() % 10**12:012d}"
+            return f"{prefix}{next(serials) % 10**12:012d}"
 
         try:
             accepted = self.state.accept(mobiles, contents, custom_ids, id_for,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -335,14 +334,22 @@ class VendorState:
 #: starts from the process's start time, so a restarted simulator does not hand out
 #: the ids an earlier one did either (reconciliation matches reports to submissions
 #: of every campaign on a connection by those ids, as it would a real vendor's).
-_SERIAL = itertools.count(time.time_ns() // 100_000)  # 0.1 ms steps
+_SERIAL = [time.time_ns() // 100_000]  # 0.1 ms steps; the next number to hand out
 _SERIAL_LOCK = threading.Lock()
+
+
+def next_serials(count: int) -> range:
+    """``count`` consecutive process-wide increasing numbers, in one lock round (a
+    request's recipients take theirs at once rather than a lock round each)."""
+    with _SERIAL_LOCK:
+        start = _SERIAL[0]
+        _SERIAL[0] = start + count
+    return range(start, start + count)
 
 
 def next_serial() -> int:
     """A process-wide increasing number, for vendor ids that must never repeat."""
-    with _SERIAL_LOCK:
-        return next(_SERIAL)
+    return next_serials(1)[0]
 
 
 def template_id() -> str:
@@ -373,6 +380,10 @@ class SimState:
     def next_serial(self) -> int:
         """A process-wide increasing number, for vendor ids that must never repeat."""
         return next_serial()
+
+    def next_serials(self, count: int) -> range:
+        """``count`` consecutive serials at once (see :func:`next_serials`)."""
+        return next_serials(count)
 
     def all_messages(self, vendor: str | None = None) -> list[dict[str, Any]]:
         out = []

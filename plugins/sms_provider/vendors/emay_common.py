@@ -80,8 +80,9 @@ STATE_DESCRIPTIONS = {
 
 def clean_keys(obj: Any) -> Any:
     """Strip stray spaces from keys and string values (the documents' examples have them)."""
-    if isinstance(obj, dict):
-        return {str(k).strip(): clean_keys(v) for k, v in obj.items()}
+    if isinstance(obj, dict):  # a text value stripped in place: no call per value
+        return {str(k).strip(): v.strip() if type(v) is str else clean_keys(v)
+                for k, v in obj.items()}
     if isinstance(obj, list):
         return [clean_keys(v) for v in obj]
     if isinstance(obj, str):
