@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import threading
 import zlib
+from typing import Any
 
 from Crypto.Cipher import AES
 
@@ -27,17 +29,33 @@ def aes_key_bytes(key: str | bytes) -> bytes:
     return raw
 
 
+#: this thread's ECB ciphers by (key, direction): making one costs more than encrypting
+#: a request's body, and ECB keeps no state from one call to the next
+_CIPHERS = threading.local()
+
+
+def _ecb(key: str | bytes, direction: str) -> Any:
+    raw = aes_key_bytes(key)
+    ciphers: dict[tuple[bytes, str], Any] | None = getattr(_CIPHERS, "by_key", None)
+    if ciphers is None:
+        ciphers = _CIPHERS.by_key = {}
+    cipher = ciphers.get((raw, direction))
+    if cipher is None:
+        cipher = ciphers[(raw, direction)] = AES.new(raw, AES.MODE_ECB)
+    return cipher
+
+
 def aes_encrypt(key: str | bytes, plain: bytes) -> bytes:
     """AES/ECB with PKCS#5 (= PKCS#7 on 16-byte blocks) padding."""
     pad = _BLOCK - len(plain) % _BLOCK
-    return AES.new(aes_key_bytes(key), AES.MODE_ECB).encrypt(plain + bytes([pad]) * pad)
+    return _ecb(key, "encrypt").encrypt(plain + bytes([pad]) * pad)
 
 
 def aes_decrypt(key: str | bytes, cipher: bytes) -> bytes:
     """Inverse of :func:`aes_encrypt`; a wrong key shows up as bad padding."""
     if not cipher or len(cipher) % _BLOCK:
         raise ProtocolError(f"ciphertext length {len(cipher)} is not a positive multiple of 16")
-    plain = AES.new(aes_key_bytes(key), AES.MODE_ECB).decrypt(cipher)
+    plain = _ecb(key, "decrypt").decrypt(cipher)
     pad = plain[-1]
     if not 1 <= pad <= _BLOCK or plain[-pad:] != bytes([pad]) * pad:
         raise ProtocolError("AES padding is invalid: wrong key or corrupted data")

@@ -60,21 +60,23 @@ def ims_plain_accepted(body: bytes, mobiles: list[str], custom_ids: list[str | N
 def ims_data_accepted(data: bytes, mobiles: list[str], custom_ids: list[str | None],
                       charge_items: list[int]) -> AcceptedBatch | None:
     """A secure-interface batch answer (the decrypted data, a JSON list), or None."""
-    try:
-        entries = _IMS_LIST.decode(data)
-    except msgspec.DecodeError:
-        return None
-    return _accepted(entries, _IMS_ID, mobiles, custom_ids, charge_items)
+    return _list_accepted(_IMS_LIST, _IMS_ID, data, mobiles, custom_ids, charge_items)
 
 
 def fms_data_accepted(data: bytes, mobiles: list[str], custom_ids: list[str | None],
                       charge_items: list[int]) -> AcceptedBatch | None:
     """An FMS batch answer's data (plain or decrypted, a JSON list), or None."""
+    return _list_accepted(_FMS_LIST, _FMS_ID, data, mobiles, custom_ids, charge_items)
+
+
+def _list_accepted(decoder: msgspec.json.Decoder, message_id: attrgetter, data: bytes,
+                   mobiles: list[str], custom_ids: list[str | None], charge_items: list[int]
+                   ) -> AcceptedBatch | None:
     try:
-        entries = _FMS_LIST.decode(data)
-    except msgspec.DecodeError:
+        entries = decoder.decode(data)
+    except msgspec.DecodeError:  # the validation errors included
         return None
-    return _accepted(entries, _FMS_ID, mobiles, custom_ids, charge_items)
+    return _accepted(entries, message_id, mobiles, custom_ids, charge_items)
 
 
 def _accepted(entries: list, message_id: attrgetter, mobiles: list[str],
