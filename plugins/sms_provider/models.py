@@ -136,7 +136,9 @@ class AcceptedBatch(ColumnBatch[Submission]):
                           self.charge_items[index], self.vendor_code)
 
     def __repr__(self) -> str:
-        return f"AcceptedBatch({len(self)} submissions, custom_id={self.custom_id!r})"
+        custom_id = ("one per recipient" if isinstance(self.custom_id, list)
+                     else repr(self.custom_id))
+        return f"AcceptedBatch({len(self)} submissions, custom_id={custom_id})"
 
     def by_column(self) -> dict[str, Any]:
         """Each :class:`Submission` field as a list, or one value every recipient shares."""
