@@ -413,7 +413,7 @@ def print_table(verdicts: Sequence[tuple[SendCase, Verdict]]) -> None:
                else f"{v.sim_cpu:.1f}/{v.sim_cpu_ours:.1f}")
         verdict = "meets" if v.ratio >= TARGET else "BELOW"
         bare = "—" if v.no_ledger is None else f"{v.no_ledger:.0%}"
-        print(f"{case.name:<28} {v.ours:>11,.0f} {v.bare:>11,.0f} {v.ratio:>6.0%} "
+        print(f"{case.name:<28} {v.ours:>11,.0f} {v.bare:>11,.0f} {v.ratio:>6.1%} "
               f"{verdict:>7} {bare:>9} {sim:>19} {v.load:>5.1f}")
     print("ratio: median of the alternated pairs; no ledger: one pass with the ledger in a "
           "dict against the fastest bare pass; sim cpu: the simulator's CPU seconds in a "
