@@ -89,6 +89,7 @@ def prepared_table(n: int) -> pa.Table:
         "row_number": pa.array(range(1, n + 1), pa.int64()),
         "mobile": mobiles,
         "e164": pa.array([f"86138{i:08d}" for i in range(n)], pa.string()),
+        "carrier": pa.array(["China Mobile"] * n, pa.string()),
         "content": pa.array([CONTENT] * n, pa.string()),
         "variables": pa.nulls(n, pa.string()),
         "charge_items": pa.array([1] * n, pa.int32()),
