@@ -145,7 +145,8 @@ def test_worker_killed_mid_request_then_retried_on_the_other(stack: ClusterStack
     CAMPAIGNS["cluster-kill"] = ("eims", conn_id, mobiles)
     run_id = stack.trigger("sms_campaign", {
         "campaign_id": "cluster-kill", "recipients": str(stack.workdir / "cluster-kill.csv"),
-        "conn_id": conn_id, "content": "【Shop】Hi {name}, the sale starts today"})
+        # one text for all: EIMS takes one text a request, so 200 numbers a request
+        "conn_id": conn_id, "content": "【Shop】The sale starts today"})
     deadline = time.monotonic() + 180
     while not any(r["held"] for r in stack.sim.fault_rules()):  # the request is on the wire
         assert time.monotonic() < deadline, "the held request never came"
@@ -167,9 +168,10 @@ def test_worker_killed_mid_request_then_retried_on_the_other(stack: ClusterStack
     check_exactly_once(stack, "cluster-kill")
     assert stack.sim.count("eims") == RECIPIENTS  # nothing sent twice
     out = summary(stack, run_id)  # the chunk on the wire: reported, and not resent
-    # EIMS takes one text a request, so the held chunk of this personalised text is one
-    # recipient: ambiguous, and every other one submitted
-    assert out["by_status"] == {"ambiguous": 1, "submitted": RECIPIENTS - 1}, out["by_status"]
+    # the held chunk (max_batch numbers): ambiguous, and every other one submitted
+    held = EXTRAS["eims"]["max_batch"]
+    assert out["by_status"] == {"ambiguous": held, "submitted": RECIPIENTS - held}, \
+        out["by_status"]
     stack.start_worker(victim)
 
 
@@ -200,14 +202,16 @@ def test_reports_and_reconcile_through_the_scheduler(stack: ClusterStack) -> Non
         assert recon.num_rows == prepared.num_rows == len(mobiles), campaign_id
         assert set(recon["row_number"].to_pylist()) == set(prepared["row_number"].to_pylist())
         statuses = Counter(recon["final_status"].to_pylist())
-        # what the vendor decided for each of them: the simulator leaves its "silent"
-        # share unreported for ever, and those stay open (PENDING, or UNKNOWN for an
-        # ambiguous submission)
-        wanted = set(mobiles)
-        outcomes = Counter(m["outcome"] for m in stack.sim.messages(vendor)
-                           if m["mobile"][-11:] in wanted)
-        assert statuses["DELIVERED"] == outcomes["delivered"], (campaign_id, statuses)
-        assert statuses["FAILED"] == outcomes["failed"], (campaign_id, statuses)
-        assert statuses["PENDING"] + statuses["UNKNOWN"] == outcomes["silent"], \
-            (campaign_id, statuses, outcomes)
+        # each recipient as the vendor decided: the simulator leaves its "silent" share
+        # unreported for ever (PENDING). An ambiguous submission has no message id to
+        # query by: it settles only where the vendor's reports name the number (EIMS
+        # pushes them; no push is configured here), else it stays UNKNOWN
+        outcome = {m["mobile"][-11:]: m["outcome"] for m in stack.sim.messages(vendor)}
+        expected = {"delivered": "DELIVERED", "failed": "FAILED", "silent": "PENDING"}
+        for row in recon.select(["mobile", "submission_status", "final_status"]).to_pylist():
+            wanted = expected[outcome[row["mobile"][-11:]]]
+            if row["submission_status"] == "ambiguous":
+                assert row["final_status"] in (wanted, "UNKNOWN", "PENDING"), row
+            else:
+                assert row["final_status"] == wanted, (campaign_id, row)
         print(campaign_id, dict(statuses))
