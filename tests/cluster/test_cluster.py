@@ -177,7 +177,14 @@ def test_worker_killed_mid_request_then_retried_on_the_other(stack: ClusterStack
 
 def test_reports_and_reconcile_through_the_scheduler(stack: ClusterStack) -> None:
     assert CAMPAIGNS, "the campaign scenarios ran first"
-    time.sleep(2)  # the simulator reports at once; Chuanglan's pushes reach the receiver
+    # the simulator reports at once, but pushes Chuanglan's reports to the receiver a
+    # batch at a time: wait until it has handed out every one it will ever send
+    deadline = time.monotonic() + 180
+    while any(not m["reported"] and m["outcome"] != "silent"
+              for m in stack.sim.messages("chuanglan")):
+        assert time.monotonic() < deadline, "the simulator did not push every report"
+        time.sleep(1)
+    time.sleep(2)  # the last push on the wire lands
     stack.unpause("sms_reconcile")
     stack.unpause("sms_reports")
     before = {r["dag_run_id"] for r in stack.runs("sms_reconcile")}
