@@ -36,7 +36,7 @@ def resend_params() -> dict[str, Param]:
                          "than the campaign's)."),
         "statuses": Param(["FAILED"], type="array",
                           items={"type": "string",
-                                 "enum": ["FAILED", "UNKNOWN", "PENDING", "REJECTED"]},
+                                 "enum": ["FAILED", "UNKNOWN", "PENDING"]},
                           title="Final statuses to resend"),
         "include_reasons": Param(None, **reasons, title="Only these failures",
                                  description="Failure classes (carrier, vendor, content, "

@@ -44,7 +44,7 @@ from sms_provider.vendors.profile import FailureClass
 from sms_provider.vendors.profiles import profile_of
 
 #: what the conf may name in ``statuses``
-STATUSES = ("FAILED", "UNKNOWN", "PENDING", "REJECTED")
+STATUSES = ("FAILED", "UNKNOWN", "PENDING")
 CONF_FILE = "resend.json"
 #: why a recipient is not resent (``reason`` in the attempt's ``rejected/``)
 DELIVERED, NOT_SELECTED, NOT_RETRY_WORTHY, EXCLUDED = (
