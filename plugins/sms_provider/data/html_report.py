@@ -149,7 +149,9 @@ def render(*, campaign_id: str, generated_at: datetime, totals: Mapping[str, int
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        '<p><a href="../index.html">← all campaigns</a></p>',
+        # an attempt's page (campaigns/<id>/attempt-2/) is a folder further down
+        f'<p><a href="{"../" * (campaign_id.count("/") + 1)}index.html">← all campaigns</a>'
+        "</p>",
         f'<p class="muted">Generated {escape(generated_at.isoformat(timespec="seconds"))}. '
         f"A message without a DELIVERED/FAILED report is PENDING for "
         f"{final_window_hours:g} h after submission, then UNKNOWN. Days are China time.</p>",
