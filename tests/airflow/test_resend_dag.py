@@ -1,5 +1,6 @@
 """Resending failures, run for real (``dag.test()``): a campaign through Emay IMS with a
-seeded failure share, its reports and reconciliation, then ``sms_resend`` through EUMS.
+seeded failure share, its reports and reconciliation, then ``sms_resend`` through EIMS
+(whose reports are queried by message id: the resent ones must be found).
 Across the simulator's vendors each valid recipient arrives once per attempt; only
 carrier and vendor failures go again (never invalid numbers, blacklisted numbers or
 opt-outs); a second run sends nothing; reconciliation accounts for every attempt."""
@@ -40,11 +41,11 @@ def suppress(root: Path, e164: str) -> None:
 def test_a_resend_sends_the_retry_worthy_failures_once_through_another_connection(
         campaign_env: Path, sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str]) -> None:
-    sim.reset(emay_ims=HALF_FAIL, eums=ALL_DELIVER)
+    sim.reset(emay_ims=HALF_FAIL, eims=ALL_DELIVER)
     dr = run(campaign_id="rs-1", conn_id="sms_emay_ims")
     assert dr.state == "success", states(dr)
     # a resend before the campaign is reconciled has nothing to go by
-    early = resend(campaign_id="rs-1", conn_id="sms_eums")
+    early = resend(campaign_id="rs-1", conn_id="sms_eims")
     assert early.state == "failed" and states(early)["select"] == "failed"
     out = capfd.readouterr()
     assert "run sms_reconcile for it first" in out.out + out.err
@@ -62,14 +63,14 @@ def test_a_resend_sends_the_retry_worthy_failures_once_through_another_connectio
     suppress(campaign_env, prepared[opted_out]["e164"])
     expected = {r["row_number"] for r in worthy} - {opted_out}
 
-    dr = resend(campaign_id="rs-1", conn_id="sms_eums", statuses=["FAILED"])
+    dr = resend(campaign_id="rs-1", conn_id="sms_eims", statuses=["FAILED"])
     assert dr.state == "success", states(dr)
-    # every valid recipient once in attempt 1; the resent ones once more, through EUMS
-    ims, eums = sim.messages("emay_ims"), sim.messages("eums")
+    # every valid recipient once in attempt 1; the resent ones once more, through EIMS
+    ims, eims = sim.messages("emay_ims"), sim.messages("eims")
     assert Counter(e164_of(m) for m in ims) == Counter(r["e164"] for r in prepared.values())
-    assert sorted(e164_of(m) for m in eums) == sorted(prepared[n]["e164"] for n in expected)
-    assert len(sim.messages()) == len(ims) + len(eums)
-    assert {len(m["mobile"]) for m in eums} == {11}  # EUMS's own number format
+    assert sorted(e164_of(m) for m in eims) == sorted(prepared[n]["e164"] for n in expected)
+    assert len(sim.messages()) == len(ims) + len(eims)
+    assert {m["mobile"][:2] for m in eims} == {"86"}  # EIMS's own number format
     attempt = campaign_env / "campaigns" / "rs-1" / "attempt-2"
     subs = dataset(campaign_env, "rs-1/attempt-2", "submissions")
     assert set(subs["row_number"].to_pylist()) == expected
@@ -92,16 +93,16 @@ def test_a_resend_sends_the_retry_worthy_failures_once_through_another_connectio
         r["final_status"] == "DELIVERED" for r in first.to_pylist())
 
     # the same resend again sends nothing; another connection for it is refused
-    again = resend(campaign_id="rs-1", conn_id="sms_eums", statuses=["FAILED"])
+    again = resend(campaign_id="rs-1", conn_id="sms_eims", statuses=["FAILED"])
     assert again.state == "success", states(again)
-    assert len(sim.messages()) == len(ims) + len(eums)
+    assert len(sim.messages()) == len(ims) + len(eims)
     other = resend(campaign_id="rs-1", conn_id="sms_chuanglan")
     assert other.state == "failed" and states(other)["select"] == "failed"
     assert "needs the next attempt number (3)" in "".join(capfd.readouterr())
-    assert len(sim.messages()) == len(ims) + len(eums)
+    assert len(sim.messages()) == len(ims) + len(eims)
 
     # reconciliation follows every attempt
-    reconcile(campaign_env, "rs-1", ["sms_emay_ims", "sms_eums"], monkeypatch)
+    reconcile(campaign_env, "rs-1", ["sms_emay_ims", "sms_eims"], monkeypatch)
     recon2 = dataset(campaign_env, "rs-1/attempt-2", "reconciliation")
     assert recon2.num_rows == len(expected)
     assert set(recon2["final_status"].to_pylist()) == {"DELIVERED"}
@@ -111,7 +112,7 @@ def test_a_resend_sends_the_retry_worthy_failures_once_through_another_connectio
         before = next(r for r in first.to_pylist() if r["row_number"] == number)
         if number in expected:
             assert (row["final_status"], row["attempts"], row["delivered_attempt"],
-                    row["conn_id"]) == ("DELIVERED", 2, 2, "sms_eums")
+                    row["conn_id"]) == ("DELIVERED", 2, 2, "sms_eims")
             assert row["charge_items_per_attempt"][1] >= 1
         else:
             assert row["final_status"] == before["final_status"]
