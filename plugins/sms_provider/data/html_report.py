@@ -249,7 +249,7 @@ def _attempts_section(attempts: Sequence[Mapping[str, Any]]) -> str:
     recovered = sum(int(a.get("delivered") or 0) for a in attempts if a.get("attempt", 1) > 1)
     spent = [a.get("spend") for a in attempts if a.get("attempt", 1) > 1]
     cost = (money_text(sum(spent, Decimal(0)), attempts[-1].get("currency"))
-            if spent and None not in spent else "—")
+            if spent and None not in spent else "an amount no price tells")
     return "".join([
         "<h2>Attempts</h2>",
         f"<p>The resends recovered <strong>{recovered:,}</strong> recipient(s) "

@@ -232,26 +232,26 @@ def _decide(root: DataRoot, request: ResendRequest, prepared: pa.Table,
                                                  max_splits=1), 0)
     classes = _classes(last["vendor"], raw_state)
     failed = np.asarray(pc.fill_null(pc.equal(status, "FAILED"), False))
-    include = set(request.include_reasons)
-    exclude = set(request.exclude_reasons)
-    cls = np.asarray(classes.to_pylist(), dtype=object) if n else np.array([], object)
-    states = np.asarray(raw_state.to_pylist(), dtype=object) if n else np.array([], object)
 
-    def named(names: set[str]) -> np.ndarray:
-        return np.array([c in names or s in names for c, s in zip(cls, states, strict=True)],
-                        bool) if names else np.zeros(n, bool)
+    def among(column: Any, names: Sequence[str]) -> np.ndarray:
+        if not names:
+            return np.zeros(n, bool)
+        return np.asarray(pc.fill_null(pc.is_in(column, value_set=pa.array(
+            list(names), pa.string())), False))
 
-    never = np.array([FailureClass(c).never_resent for c in cls], bool) if n else np.zeros(
-        0, bool)
-    worthy = named(include) if include else np.array(
-        [FailureClass(c).retry_worthy for c in cls], bool) if n else np.zeros(0, bool)
+    def named(names: Sequence[str]) -> np.ndarray:
+        return among(classes, names) | among(raw_state, names)
+
+    never = among(classes, [c.value for c in FailureClass if c.never_resent])
+    worthy = (named(request.include_reasons) if request.include_reasons else
+              among(classes, [c.value for c in FailureClass if c.retry_worthy]))
     reason = pa.nulls(n, pa.string())
     reason = _first(reason, last["delivered"], DELIVERED)
     reason = _first(reason, pc.invert(pc.fill_null(pc.is_in(status, value_set=pa.array(
         list(request.statuses))), False)), NOT_SELECTED)
     reason = _first(reason, failed & never, classes)
     reason = _first(reason, failed & ~worthy, NOT_RETRY_WORTHY)
-    reason = _first(reason, failed & named(exclude), EXCLUDED)
+    reason = _first(reason, failed & named(request.exclude_reasons), EXCLUDED)
     reason = _first(reason, pc.is_in(prepared["e164"], value_set=load_suppressed(root)),
                     SUPPRESSED)
     detail = pc.if_else(pa.array(failed), pc.binary_join_element_wise(
