@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+AIM = 1.7  # two workers against one, when the vendor is not the limit
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from tests.cluster.stack import ClusterStack  # noqa: E402
@@ -82,7 +83,10 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     one = send_rate(1, args)
     two = send_rate(2, args)
-    print(f"two workers / one: {two / one:.2f}x (aim >= 1.7x)")
+    ratio = two / one
+    verdict = "meets" if ratio >= AIM else "BELOW"
+    print(f"two workers / one: {ratio:.2f}x, {verdict} the aim of {AIM}x; "
+          f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -59,6 +59,7 @@ sys.path[:0] = [str(ROOT / "plugins"), str(BENCH)]
 import stages  # noqa: E402  (bench/ is the script's folder)
 from prepare_numbers import CITIES, GIVEN, SURNAMES, join, messy_mobiles, pick  # noqa: E402
 
+import sms_provider.data.duplicates as duplicates_module  # noqa: E402
 import sms_provider.data.prepare as prepare_module  # noqa: E402
 import sms_provider.data.recipients as recipients_module  # noqa: E402
 from sms_provider.data.carriers import carrier_baseline  # noqa: E402
@@ -279,12 +280,12 @@ PHASES: list[tuple[Any, str, str]] = [
     (recipients_module, "_detect_encoding", "  encoding check over every byte"),
     (recipients_module, "_read_csv", "  pyarrow CSV parse"),
     (prepare_module, "check_numbers", "check_numbers (mainland rule inside)"),
-    (prepare_module, "_int64_keys", "  E.164 as integers"),
+    (prepare_module, "e164_keys", "  E.164 as integers"),
     (prepare_module, "format_for_vendor", "format_for_vendor"),
     (ContentTemplate, "render", "render content"),
     (ContentTemplate, "empty_column", "empty_column"),
-    (prepare_module, "_duplicates", "_duplicates"),
-    (prepare_module, "_repeats", "  sort of packed keys"),
+    (prepare_module, "later_repeats", "later_repeats (duplicates)"),
+    (duplicates_module, "_repeats", "  sort of packed keys"),
     (prepare_module, "load_suppressed", "load_suppressed"),
     (prepare_module, "_first_reason", "_first_reason"),
     (prepare_module, "_prepared", "_prepared (filter, ids, shards)"),

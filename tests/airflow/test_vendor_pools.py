@@ -1,6 +1,7 @@
 """Vendor pools for real: ``python -m sms_provider.pools`` against the metadata DB,
 and the cluster policy routing a real ``dag.test()`` run's send shards to the pool of
-the run's connection."""
+each shard's own connection (the run's, or in a routed campaign the one prepare
+routed the shard to)."""
 
 from __future__ import annotations
 
@@ -127,3 +128,41 @@ def test_the_policy_is_registered_through_the_airflow_policy_entry_point() -> No
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["entry-points"]["airflow.policy"] == {"sms_provider": "sms_provider.policy"}
     assert callable(policy.task_instance_mutation_hook)
+
+
+def test_each_shard_of_a_routed_campaign_runs_in_its_own_connections_pool(
+        campaign_env, sim, clean_pools, policy_registered, tmp_path) -> None:
+    from tests.airflow.test_routing_dag import with_foreign
+
+    ensure_pools(vendor_connections(["sms_eums", "sms_emay_ims"]))
+    dag = load_dag(ROOT / "dags" / "sms_campaign.py", "sms_campaign")
+    dr = dag.test(run_conf={"campaign_id": "pooled-routed",
+                            "recipients": str(with_foreign(tmp_path)),
+                            "content": "【Shop】Hi {name}", "conn_id": "sms_eums",
+                            "conn_ids": ["sms_eums", "sms_emay_ims"]})
+    assert dr.state == "success"
+    shards = {ti.map_index: ti for ti in dr.get_task_instances() if ti.task_id == "send"}
+    by_pool = {index: ti.pool for index, ti in shards.items()}
+    routed = dr.get_task_instance("prepare").xcom_pull(task_ids="prepare")
+    assert len(routed) == len(shards) >= 2
+    assert by_pool == {i: pool_name(entry["sms_conn_id"]) for i, entry in enumerate(routed)}
+    assert set(by_pool.values()) == {"sms_vendor_sms_eums", "sms_vendor_sms_emay_ims"}
+
+
+def test_the_resends_send_tasks_run_in_the_pool_of_the_resend_connection(
+        campaign_env, sim, clean_pools, policy_registered, monkeypatch) -> None:
+    """The resend's conf names the connection; its shards are mapped like a campaign's."""
+    from tests.airflow.test_failover_dag import reconcile
+
+    ensure_pools(vendor_connections(["sms_eums", "sms_chuanglan"]))
+    sim.reset(eums={"simulation": {"outcomes": {"delivered": 0.0, "failed": 1.0,
+                                                "silent": 0.0}}})
+    dag = load_dag(ROOT / "dags" / "sms_campaign.py", "sms_campaign")
+    assert dag.test(run_conf={"campaign_id": "pooled-resend", "recipients": str(SAMPLE),
+                              "content": "【Shop】Hi {name}"}).state == "success"
+    reconcile(campaign_env, "pooled-resend", ["sms_eums"], monkeypatch)
+    dag = load_dag(ROOT / "dags" / "sms_resend.py", "sms_resend")
+    dr = dag.test(run_conf={"campaign_id": "pooled-resend", "conn_id": "sms_chuanglan"})
+    assert dr.state == "success"
+    sends = {v for k, v in send_pools(dr).items() if k.startswith("send[")}
+    assert sends == {"sms_vendor_sms_chuanglan"}

@@ -8,12 +8,15 @@ api-server, scheduler, dag-processor and triggerer, Celery workers that each rep
 host name of their own (:mod:`tests.cluster.hostname`), the vendor simulator and the
 push receiver. Users reach it as they reach a real deployment: through the REST API,
 with a JWT from ``/auth/token`` (the simple auth manager). Everything it starts, it
-stops by PID (each process is the leader of its own process group, so a worker's
-task processes go with it). ``tests/cluster`` and ``bench/cluster_send.py`` use it.
+stops by PID (each process is the leader of its own process group; a worker's task
+processes lead groups of their own, as Airflow's supervisor makes them, so a worker is
+stopped with every process descended from it). ``tests/cluster`` and
+``bench/cluster_send.py`` use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg2
 import redis
 import requests
@@ -215,9 +219,16 @@ class ClusterStack:
                                        "--without-gossip", "--without-mingle"], env=env)
 
     def kill_worker(self, name: str) -> None:
-        """SIGKILL a worker and every process of its group: the host is gone."""
+        """SIGKILL a worker and every process descended from it: the host is gone.
+
+        Not its process group alone: Airflow's task supervisor puts each task process
+        in a group of its own, and a task left running would finish the request the
+        test means to cut off.
+        """
         proc = self.procs.pop(f"worker-{name}")
+        descendants = _descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
+        _kill(descendants, timeout=0)
         proc.wait(30)
 
     def stop(self) -> None:
@@ -246,6 +257,7 @@ class ClusterStack:
     def _end(name: str, proc: subprocess.Popen) -> None:
         if proc.poll() is not None:
             return
+        descendants = _descendants(proc.pid)
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
@@ -254,6 +266,7 @@ class ClusterStack:
             proc.wait(10)
         except ProcessLookupError:
             pass
+        _kill(descendants, timeout=10)  # the task processes that outlived their worker
 
     # --- processes -------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> None:
@@ -345,3 +358,18 @@ class ClusterStack:
                     f"{ti['map_index']}/tries")
             out.extend(self.call("GET", path)["task_instances"])
         return out
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill(procs: list[psutil.Process], timeout: float) -> None:
+    """SIGKILL those of ``procs`` still alive after ``timeout`` seconds, and reap them."""
+    for proc in psutil.wait_procs(procs, timeout=timeout)[1]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=30)

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from sms_provider.data.content import ContentTemplateError
+from sms_provider.data.duplicates import _repeats
 from sms_provider.data.prepare import (
     PrepareSettings,
-    _repeats,
     prepare,
     read_shard,
     shard_count,

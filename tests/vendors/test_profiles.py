@@ -49,3 +49,46 @@ def test_reconcile_matches_reports_by_the_profiles_id_traits() -> None:
     assert {"emay_ims", "emay_fms"} == matching.CUSTOM_ID_PER_MESSAGE
     assert {"eums"} == matching.CUSTOM_ID_PER_REQUEST
     assert {"eims", "chuanglan"} == matching.SETTLED_BY_MOBILE
+
+
+def _simulated_failure_states() -> dict[str, list[str]]:
+    """The failed report states each vendor's simulator draws (as its documents list)."""
+    from sms_provider.simulator import chuanglan, eums
+    from sms_provider.vendors import eims_codes, emay_common
+
+    emay = list(emay_common.FAILURE_STATES)
+    return {"emay_ims": emay, "emay_fms": emay, "chuanglan": list(chuanglan.FAILURE_STATES),
+            "eums": list(eums.FAILURE_STATES),
+            "eims": [str(s) for s in eims_codes.FAILURE_STATES]}
+
+
+@pytest.mark.parametrize("conn_type", sorted(PROFILES))
+def test_every_documented_failure_state_has_a_class_in_the_profile(conn_type: str) -> None:
+    from sms_provider.vendors.profile import FailureClass
+
+    profile = profile_of(conn_type)
+    states = _simulated_failure_states()[conn_type]
+    assert states
+    unclassified = [s for s in states
+                    if profile.failure_class(s) is FailureClass.UNCLASSIFIED]
+    assert unclassified == []
+
+
+def test_numbers_themselves_at_fault_are_never_resent_and_carrier_failures_are() -> None:
+    from sms_provider.vendors.profile import FailureClass
+
+    cases = {("emay_ims", "FAIL_MOBILE"): FailureClass.INVALID_NUMBER,
+             ("emay_ims", "FAIL_BLACK_DICT"): FailureClass.BLACKLISTED,
+             ("emay_fms", "TIMEOUT"): FailureClass.CARRIER,
+             ("eims", "1011"): FailureClass.BLACKLISTED,
+             ("eims", "1020"): FailureClass.INVALID_NUMBER,
+             ("eims", "1006"): FailureClass.CARRIER,
+             ("eums", "MK:0005"): FailureClass.CARRIER,
+             ("chuanglan", "MBBLACK"): FailureClass.BLACKLISTED,
+             ("chuanglan", "ROUTEERR"): FailureClass.VENDOR,
+             ("chuanglan", "KEYWORD"): FailureClass.CONTENT}
+    for (vendor, state), expected in cases.items():
+        assert profile_of(vendor).failure_class(state) is expected, (vendor, state)
+    assert {c.value for c in FailureClass if c.never_resent} == {
+        "invalid_number", "blacklisted", "opted_out"}
+    assert {c.value for c in FailureClass if c.retry_worthy} == {"carrier", "vendor"}

@@ -252,10 +252,19 @@ def pending_message_ids(root: DataRoot, conn_id: str, *,
 
 
 def _submitted(root: DataRoot, conn_id: str) -> pa.Table:
-    """``message_id``, ``submitted_at`` of every campaign's accepted messages on ``conn_id``."""
+    """``message_id``, ``submitted_at`` of every campaign's accepted messages on ``conn_id``,
+    resend attempts' (``campaigns/<id>/attempt-<n>/submissions/``) included."""
+    from sms_provider.data.resend.attempts import ATTEMPT_FOLDER
+
     base = root.path("campaigns") + "/"
+
+    def is_submissions(path: str) -> bool:
+        parts = path[len(base):].split("/")
+        return parts[1:2] == ["submissions"] or (
+            parts[2:3] == ["submissions"] and bool(ATTEMPT_FOLDER.match(parts[1])))
+
     files = [p for p in root.parquet_files("campaigns")
-             if p.startswith(base) and p[len(base):].split("/")[1:2] == ["submissions"]]
+             if p.startswith(base) and is_submissions(p)]
     where = ((ds.field("conn_id") == conn_id) & (ds.field("status") == "submitted")
              & ds.field("message_id").is_valid())
     return _scan(files, root, SUBMISSION_SCHEMA, ["message_id", "submitted_at"], where)

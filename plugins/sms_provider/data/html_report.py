@@ -131,7 +131,8 @@ def render(*, campaign_id: str, generated_at: datetime, totals: Mapping[str, int
            final_window_hours: float, money: Sequence[Mapping[str, Any]] = (),
            carriers: Sequence[Mapping[str, Any]] = (),
            carrier_failures: Mapping[str, Sequence[tuple[str, int]]] | None = None,
-           balance: Sequence[Mapping[str, Any]] = ()) -> str:
+           balance: Sequence[Mapping[str, Any]] = (),
+           attempts: Sequence[Mapping[str, Any]] = ()) -> str:
     """The whole page as one string."""
     sent = totals.get("submitted", 0) + totals.get("ambiguous", 0)
     funnel = [("Input rows", totals.get("input_rows", 0)), ("Valid", totals.get("valid", 0)),
@@ -148,7 +149,9 @@ def render(*, campaign_id: str, generated_at: datetime, totals: Mapping[str, int
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        '<p><a href="../index.html">← all campaigns</a></p>',
+        # an attempt's page (campaigns/<id>/attempt-2/) is a folder further down
+        f'<p><a href="{"../" * (campaign_id.count("/") + 1)}index.html">← all campaigns</a>'
+        "</p>",
         f'<p class="muted">Generated {escape(generated_at.isoformat(timespec="seconds"))}. '
         f"A message without a DELIVERED/FAILED report is PENDING for "
         f"{final_window_hours:g} h after submission, then UNKNOWN. Days are China time.</p>",
@@ -159,6 +162,7 @@ def render(*, campaign_id: str, generated_at: datetime, totals: Mapping[str, int
                  totals.get("unknown", 0), totals.get("rejected", 0),
                  totals.get("not_submitted", 0)]]),
         _money_section(money, balance),
+        _attempts_section(attempts),
         _carrier_section(carriers, carrier_failures or {}),
         "<h2>Failure reasons</h2>", hbar_chart(list(failure_reasons), color=_BAD,
                                                total=totals.get("failed", 0) or None),
@@ -230,6 +234,31 @@ def _money_section(money: Sequence[Mapping[str, Any]],
                           "fall (money)", "we submitted (items)", "we submitted (money)"],
                          steps)]
     return "".join(parts)
+
+
+def _attempts_section(attempts: Sequence[Mapping[str, Any]]) -> str:
+    """With resends: per attempt what it sent, delivered (recovered) and cost."""
+    if not attempts:
+        return ""
+    rows = [[a.get("attempt"), a.get("conn_id"), int(a.get("recipients") or 0),
+             int(a.get("sent") or 0), int(a.get("delivered") or 0),
+             int(a.get("failed") or 0), int(a.get("open") or 0),
+             int(a.get("charge_items") or 0), money_text(a.get("spend"), a.get("currency")),
+             money_text(a.get("cost_per_delivered"), a.get("currency"), places=4)]
+            for a in attempts]
+    recovered = sum(int(a.get("delivered") or 0) for a in attempts if a.get("attempt", 1) > 1)
+    spent = [a.get("spend") for a in attempts if a.get("attempt", 1) > 1]
+    cost = (money_text(sum(spent, Decimal(0)), attempts[-1].get("currency"))
+            if spent and None not in spent else "an amount no price tells")
+    return "".join([
+        "<h2>Attempts</h2>",
+        f"<p>The resends recovered <strong>{recovered:,}</strong> recipient(s) "
+        f"for {escape(cost)}. Attempt 1 is the campaign; each later one resent through "
+        "its connection what no attempt had delivered and was worth another try. "
+        "Every recipient's status across attempts is in <code>final/</code>, each "
+        "attempt's row in <code>attempts/</code>.</p>",
+        _table(["attempt", "connection", "recipients", "sent", "delivered", "failed",
+                "pending/unknown", "charge items", "spend", "cost per delivered"], rows)])
 
 
 def _items(value: Any) -> str:

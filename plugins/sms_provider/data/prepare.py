@@ -31,6 +31,7 @@ from sms_provider.data.content import (
     first_control_character,
     holds_control_character,
 )
+from sms_provider.data.duplicates import e164_keys, later_repeats
 from sms_provider.data.numbers import check_numbers, format_for_vendor
 from sms_provider.data.numbers.reasons import MAINLAND_CALLING_CODE
 from sms_provider.data.opt_outs import load_suppressed
@@ -154,8 +155,8 @@ def prepare(root: DataRoot, recipients: str, settings: PrepareSettings) -> Prepa
     # Duplicates are judged among rows that would otherwise go out; the first row wins.
     candidate = ~number_bad & content_ok
     # Each vendor format maps one-to-one onto E.164, so duplicates are judged there.
-    keys = _int64_keys(check.e164)
-    dup = _mask(_duplicates(keys, pa.array(candidate, pa.bool_())))
+    keys = e164_keys(check.e164)
+    dup = later_repeats(keys, candidate)
     suppressed = _mask(pc.is_in(check.e164, value_set=load_suppressed(root)))
     first_empty = _first_reason(*(_mask(empties[name]) for name in template.variables),
                                 rows=rows)
@@ -287,64 +288,6 @@ def _chunked_like(values: pa.Array | pa.ChunkedArray, like: pa.Array | pa.Chunke
         chunks.append(values.slice(offset, len(chunk)))
         offset += len(chunk)
     return pa.chunked_array(chunks, values.type)
-
-
-def _duplicates(keys: np.ndarray, candidate: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """True for every candidate row whose number a candidate row before it already has.
-
-    Keys are the E.164 digits as int64 (at most 15 digits): sorting or hashing
-    integers is several times cheaper than hashing ten million strings.
-    """
-    mask = _mask(candidate)
-    rows = np.flatnonzero(mask)
-    repeated = np.zeros(len(mask), dtype=bool)
-    repeated[rows[_repeats(keys[rows])]] = True
-    return pa.array(repeated, pa.bool_())
-
-
-def _int64_keys(e164: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """The E.164 digits as int64, -1 where there is no number; parsed on two threads
-    (Arrow's cast releases the GIL)."""
-    rows = len(e164)
-    half = (rows + 1) // 2
-
-    def part(start: int, length: int) -> np.ndarray:
-        piece = pc.fill_null(pc.cast(e164.slice(start, length), pa.int64()), -1)
-        if isinstance(piece, pa.ChunkedArray):
-            piece = piece.combine_chunks()
-        return piece.to_numpy()
-
-    if rows < 1 << 16:
-        return part(0, rows) if rows else np.zeros(0, dtype=np.int64)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare-keys") as pool:
-        return np.concatenate(list(pool.map(part, (0, half), (half, rows - half))))
-
-
-def _repeats(keys: np.ndarray) -> np.ndarray:
-    """Positions of the keys an earlier position already holds.
-
-    Each key and its position are packed into one int64 and sorted: numpy's
-    vectorised sort of plain integers is far quicker than an argsort or a hash
-    table, and after it a key's first position leads its run. Keys spread too
-    wide to pack (numbers of many countries in a huge file) go through a hash
-    table instead.
-    """
-    if keys.size < 2:
-        return np.zeros(0, dtype=np.int64)
-    low, high = int(keys.min()), int(keys.max())
-    position_bits = (keys.size - 1).bit_length()
-    if (high - low).bit_length() + position_bits > 62:
-        import pandas as pd
-
-        return np.flatnonzero(pd.Series(keys).duplicated(keep="first").to_numpy())
-    packed = (keys - low) << position_bits
-    packed |= np.arange(keys.size, dtype=np.int64)
-    packed.sort()
-    run_keys = packed >> position_bits
-    later = np.empty(keys.size, dtype=bool)
-    later[0] = False
-    np.equal(run_keys[1:], run_keys[:-1], out=later[1:])
-    return packed[later] & ((1 << position_bits) - 1)
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,43 @@ RECONCILIATION_SCHEMA = pa.schema([
     ("charge_amount", MONEY),            # charge_items x price_per_item
 ])
 
+#: ``campaigns/<id>/final/``: one row per prepared recipient across every attempt (the
+#: campaign is attempt 1, each ``sms_resend`` the next); written once a resend was made
+FINAL_SCHEMA = pa.schema([
+    ("campaign_id", pa.string()),
+    ("row_number", pa.int64()),
+    ("mobile", pa.string()),             # as the campaign prepared it
+    ("final_status", pa.string()),       # DELIVERED if any attempt delivered, else the
+    #                                      last attempt's
+    ("attempts", pa.int32()),            # attempts that reached a vendor
+    ("last_attempt", pa.int32()),        # the last attempt it was part of
+    ("delivered_attempt", pa.int32()),   # the attempt that delivered it; null: none
+    ("conn_id", pa.string()),            # of the deciding attempt
+    ("message_id", pa.string()),
+    ("charge_items", pa.int32()),        # over every attempt
+    ("charge_items_per_attempt", pa.list_(pa.int32())),  # [attempt 1, attempt 2, ...]
+    ("currency", pa.string()),
+    ("charge_amount", MONEY),            # over every attempt, where priced
+])
+
+#: ``campaigns/<id>/attempts/``: one row per recipient and attempt
+ATTEMPT_SCHEMA = pa.schema([
+    ("campaign_id", pa.string()),
+    ("attempt", pa.int32()),
+    ("row_number", pa.int64()),
+    ("conn_id", pa.string()),
+    ("vendor", pa.string()),
+    ("message_id", pa.string()),
+    ("previous_message_id", pa.string()),  # the previous attempt's; null for attempt 1
+    ("submission_status", pa.string()),
+    ("final_status", pa.string()),
+    ("reason", pa.string()),
+    ("charge_items", pa.int32()),
+    ("currency", pa.string()),
+    ("charge_amount", MONEY),
+    ("submitted_at", pa.timestamp("ms", tz="UTC")),
+])
+
 #: ``campaigns/<id>/reconciliation_summary/``: one row per China day of submission;
 #: ``day`` null holds what never reached the vendor (invalid rows, unsent recipients)
 SUMMARY_SCHEMA = pa.schema([

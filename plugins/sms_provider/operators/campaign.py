@@ -315,7 +315,9 @@ class SendShardOperator(BaseOperator):
                     vendor=client.vendor, shard=shard, max_batch=client.max_batch,
                     personalised=client.personalised_batches,
                     custom_id_scope=client.custom_id_scope)
-                root.write_table(result_table, *target)
+                from sms_provider.data.resend.attempts import with_attempt_columns
+
+                root.write_table(with_attempt_columns(result_table, table), *target)
                 self.log.info("dry run: %d recipients in shard %d would be sent, nothing sent",
                               result_table.num_rows, shard)
                 return {"shard": shard, "dry_run": result_table.num_rows}

@@ -128,6 +128,10 @@ class ReconcileOperator(BaseOperator):
                            "top_failure_reason": c["top_failure_reason"]}
                            for c in result.carriers},
                        "report_html": result.paths.get("report_html")}
+            if result.attempts:  # resends: what each attempt delivered and cost
+                summary["attempts"] = [{k: (str(v) if k in ("spend", "cost_per_delivered")
+                                            and v is not None else v) for k, v in a.items()}
+                                       for a in result.attempts]
             self.log.info("%s", summary)
             out.append(summary)
         return out

@@ -29,6 +29,7 @@ def send_with_failover(op: BaseOperator, context: Context, root: DataRoot, shard
     from sms_provider.data.failover.sender import DEFAULT_FAILOVER_AFTER_S, STOPPED
     from sms_provider.data.ledger import LedgerLockedError, LedgerMismatchError, SenderIdentity
     from sms_provider.data.locations import open_ledger
+    from sms_provider.data.resend.attempts import with_attempt_columns
     from sms_provider.data.send import ShardSender
 
     campaign_id, conn_id = op.campaign_id, op.sms_conn_id
@@ -72,7 +73,7 @@ def send_with_failover(op: BaseOperator, context: Context, root: DataRoot, shard
     counts: dict[str, int] = {}
     for leg in legs:
         target = root.campaign(campaign_id, "submissions", f"part-{leg.shard:05d}.parquet")
-        root.write_table(leg.result.table, *target)
+        root.write_table(with_attempt_columns(leg.result.table, table), *target)
         op.log.info("shard %d through %s: %s; submissions at %s", leg.shard, leg.conn_id,
                     leg.result.counts, root.path(*target))
         for key, value in leg.result.counts.items():

@@ -94,7 +94,8 @@ class Message:
             "vendor": self.vendor, "mobile": self.mobile, "content": self.content,
             "message_id": self.message_id, "custom_id": self.custom_id,
             "charge_items": self.charge_items, "batch_id": self.batch_id,
-            "submitted_at": self.submitted_at, "outcome": self.outcome, **self.extra,
+            "submitted_at": self.submitted_at, "outcome": self.outcome,
+            "reported": self.reported, **self.extra,
         }
 
     @property

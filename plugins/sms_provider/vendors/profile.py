@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,36 @@ class AmbiguousSettlement(StrEnum):
 
     CUSTOM_ID = "custom_id"  # a report carrying our custom id settles it
     MOBILE = "mobile"        # an unclaimed report for the number settles it
+
+
+class FailureClass(StrEnum):
+    """What a failed delivery report says went wrong, as far as another try is concerned.
+
+    Each profile maps its vendor's report states onto these (``failure_classes``);
+    ``sms_resend`` sends again only what a carrier or the vendor failed
+    (:attr:`retry_worthy`), never invalid numbers, opt-outs or blacklisted numbers
+    (:attr:`never_resent`), whatever the conf asks.
+    """
+
+    CARRIER = "carrier"                  # the carrier network or gateway failed it
+    VENDOR = "vendor"                    # the vendor's platform, channel or supplier did
+    INVALID_NUMBER = "invalid_number"    # the number does not exist or cannot take SMS
+    BLACKLISTED = "blacklisted"          # the vendor or carrier blacklists the number
+    OPTED_OUT = "opted_out"              # the recipient asked not to be messaged
+    CONTENT = "content"                  # the text was refused (review, words, signature)
+    FREQUENCY = "frequency"              # too many messages to the number already
+    UNCLASSIFIED = "unclassified"        # a state the profile does not know
+
+    @property
+    def retry_worthy(self) -> bool:
+        """Resent by default: the same message may well arrive through another route."""
+        return self in (FailureClass.CARRIER, FailureClass.VENDOR)
+
+    @property
+    def never_resent(self) -> bool:
+        """Not resent even when a conf names it: the number itself is the problem."""
+        return self in (FailureClass.INVALID_NUMBER, FailureClass.BLACKLISTED,
+                        FailureClass.OPTED_OUT)
 
 
 @dataclass(frozen=True)
@@ -113,6 +143,16 @@ class VendorProfile:
     #: the balance is money, not charge items: a price per item compares the two
     bills_in_money: bool = False
     default_port: int | None = None
+    #: failed report states (``raw_state``) by what they mean for a resend
+    failure_classes: Mapping[str, FailureClass] = field(default_factory=dict)
+    #: the class of a failed state not in ``failure_classes``
+    failure_default: FailureClass = FailureClass.UNCLASSIFIED
+
+    def failure_class(self, raw_state: str | None) -> FailureClass:
+        """What a failed report's state means for another try."""
+        if raw_state is None:
+            return FailureClass.UNCLASSIFIED
+        return self.failure_classes.get(raw_state.strip(), self.failure_default)
 
     @property
     def default_conn_id(self) -> str:

@@ -17,6 +17,7 @@ from sms_provider.vendors.profile import (
     AmbiguousSettlement,
     CustomIdScope,
     Extra,
+    FailureClass,
     Limits,
     MessageIdScope,
     NumberStyle,
@@ -94,6 +95,53 @@ PIPELINE_EXTRAS: Mapping[str, Extra] = {
 }
 
 
+_C, _V, _N, _B, _T, _F = (FailureClass.CARRIER, FailureClass.VENDOR,
+                          FailureClass.INVALID_NUMBER, FailureClass.BLACKLISTED,
+                          FailureClass.CONTENT, FailureClass.FREQUENCY)
+
+#: Emay IMS and FMS report states (vendor docs, 状态报告): what each failure means
+EMAY_FAILURES: Mapping[str, FailureClass] = {
+    "TIMEOUT": _C,              # 运营商状态报告超时: the carrier never answered
+    "FAIL_RESPONSE": _C,        # 运营商响应失败: the carrier refused the hand-over
+    "FAIL_BALANCE": _V,         # 余额不足: the vendor's channel ran dry
+    "FAIL_UNKNOW": _V,          # 未知失败
+    "FAIL_MOBILE": _N,          # 手机号错误
+    "FAIL_MOBILE_SUPPORT": _N,  # 手机号不支持: the number cannot take this SMS
+    "FAIL_MOBILE_REPEAT": _F,   # 手机号重复: the vendor's repeat filter
+    "FAIL_BLACK_DICT": _B,      # 黑字典失败: the vendor's blacklist
+}
+
+#: EIMS report states (its state table, numbers as text): every state ≥ 1000 fails
+EIMS_FAILURES: Mapping[str, FailureClass] = {
+    **{state: _V for state in ("1001", "1002", "1003", "1004", "1008", "1009", "1010",
+                               "1013", "1017", "1018", "1019", "1021", "1022", "1023")},
+    "1005": _C,  # Send Refuse
+    "1006": _C,  # Send Timeout
+    "1007": _V,  # Server Timeout
+    "1011": _B,  # Black Number
+    "1012": _T,  # Sensitive Words
+    "1014": _C,  # DestinationMccMncLimit: the destination network's limit
+    "1016": _T,  # SMS Template Limit
+    "1020": _N,  # MccNumberLengthLimit: the number is the wrong length
+}
+
+#: EUMS report states: every state not DELIVRD/UNKNOWN/ACCEPTD/ENROUTE is a gateway or
+#: carrier failure (UNDELIV, EXPIRED, REJECTD, DELETED, MK:xxxx, ID:xxxx, ...)
+EUMS_FAILURES: Mapping[str, FailureClass] = {
+    "UNDELIV": _C, "EXPIRED": _C, "REJECTD": _C, "DELETED": _C,
+}
+
+#: Chuanglan report states (2.2 状态报告值); 其他 (anything else) is a gateway state
+CHUANGLAN_FAILURES: Mapping[str, FailureClass] = {
+    "MBBLACK": _B,   # 黑名单号码
+    "ROUTEERR": _V,  # 通道异常
+    "EMSERR": _V,    # 长短信不完整: the vendor lost part of a long message
+    "REJECT": _T,    # 审核驳回
+    "SIGNERR": _T,   # 签名错
+    "KEYWORD": _T,   # 敏感词
+    "DISTURB": _F,   # 手机号码发送次数过多
+}
+
 EMAY_IMS = VendorProfile(
     conn_type="emay_ims", label="Emay International SMS",
     client="sms_provider.vendors.emay_ims:EmayImsClient", hook_class="EmayImsHook",
@@ -112,6 +160,7 @@ EMAY_IMS = VendorProfile(
     number_style=NumberStyle.IDD, sends_abroad=True,
     custom_id_scope=CustomIdScope.MESSAGE, message_id_scope=MessageIdScope.RECIPIENT,
     ambiguous_settlement=AmbiguousSettlement.CUSTOM_ID, personalised_batches=True,
+    failure_classes=EMAY_FAILURES,
 )
 
 EMAY_FMS = VendorProfile(
@@ -133,6 +182,7 @@ EMAY_FMS = VendorProfile(
     number_style=NumberStyle.MAINLAND, sends_abroad=False,
     custom_id_scope=CustomIdScope.MESSAGE, message_id_scope=MessageIdScope.RECIPIENT,
     ambiguous_settlement=AmbiguousSettlement.CUSTOM_ID, personalised_batches=True,
+    failure_classes=EMAY_FAILURES,
 )
 
 EIMS = VendorProfile(
@@ -157,6 +207,7 @@ EIMS = VendorProfile(
     custom_id_scope=CustomIdScope.NONE, message_id_scope=MessageIdScope.RECIPIENT,
     ambiguous_settlement=AmbiguousSettlement.MOBILE, personalised_batches=False,
     reports_e164_digits=True, bills_in_money=True, default_port=20003,
+    failure_classes=EIMS_FAILURES,
 )
 
 EUMS = VendorProfile(
@@ -181,6 +232,7 @@ EUMS = VendorProfile(
     number_style=NumberStyle.MAINLAND, sends_abroad=False,
     custom_id_scope=CustomIdScope.REQUEST, message_id_scope=MessageIdScope.RECIPIENT,
     ambiguous_settlement=AmbiguousSettlement.CUSTOM_ID, personalised_batches=False,
+    failure_classes=EUMS_FAILURES, failure_default=FailureClass.CARRIER,
 )
 
 CHUANGLAN = VendorProfile(
@@ -200,6 +252,7 @@ CHUANGLAN = VendorProfile(
     number_style=NumberStyle.MAINLAND, sends_abroad=False,
     custom_id_scope=CustomIdScope.NONE, message_id_scope=MessageIdScope.REQUEST,
     ambiguous_settlement=AmbiguousSettlement.MOBILE, personalised_batches=False,
+    failure_classes=CHUANGLAN_FAILURES, failure_default=FailureClass.CARRIER,
 )
 
 #: every vendor, by connection type

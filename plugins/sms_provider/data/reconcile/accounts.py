@@ -40,7 +40,7 @@ from sms_provider.data.reconcile.matching import (
     report_columns,
     sub_columns,
 )
-from sms_provider.data.reconcile.reading import empty, list_campaigns, read
+from sms_provider.data.reconcile.reading import account_campaigns, empty, read
 from sms_provider.data.reconcile.statuses import FinalStatus, SettledBy, SubmissionCode
 from sms_provider.data.reports import dedupe
 from sms_provider.data.schemas import REPORT_SCHEMA, SUBMISSION_SCHEMA
@@ -251,6 +251,6 @@ class AccountCache(dict[str | None, Account]):
                 mobile = read(root, root.campaign(campaign_id, "submissions"),
                               SUBMISSION_SCHEMA, ["mobile"])["mobile"]  # same files, same order
                 mine = on_connection(submissions.append_column("mobile", mobile), conn_id)
-            self[conn_id] = Account(root, conn_id, list_campaigns(root), {campaign_id: mine},
+            self[conn_id] = Account(root, conn_id, account_campaigns(root), {campaign_id: mine},
                                     vendor)
         return self[conn_id]

@@ -48,6 +48,7 @@ from sms_provider.data.reconcile.writer import (
     write_dataset,
     write_text,
 )
+from sms_provider.data.resend.attempts import attempt_id, attempts_of, parent_of
 from sms_provider.data.schemas import (
     PREPARED_SCHEMA,
     REJECTED_SCHEMA,
@@ -71,6 +72,8 @@ class ReconcileResult:
     money: list[dict[str, Any]] = field(default_factory=list)
     #: per connection and carrier: delivery rate, latency (``carriers/`` rows)
     carriers: list[dict[str, Any]] = field(default_factory=list)
+    #: with resends: per attempt and connection, what it delivered and cost
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def reconcile_campaign(root: DataRoot, campaign_id: str, *,
@@ -102,6 +105,13 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     require_finished(root, campaign_id)  # a partial prepared/ would count rows as unsent
     own_cache = accounts is None
     accounts = accounts if accounts is not None else AccountCache()
+    # a campaign with resends: each attempt first, as a campaign of its own
+    attempts = attempts_of(root, campaign_id) if parent_of(campaign_id)[1] == 1 else []
+    for attempt in attempts:
+        reconcile_campaign(root, attempt_id(campaign_id, attempt), final_window=final_window,
+                           now=now, statistics_tolerance=statistics_tolerance,
+                           balance_tolerance=balance_tolerance, prices=settings.prices,
+                           accounts=accounts)
 
     prepared = read(root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA,
                     ["row_number", "mobile", "charge_items", "e164", "carrier"])
@@ -133,7 +143,17 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     if own_cache:
         accounts.clear()  # what the outputs still need, they hold: let the rest go first
 
-    paths = {
+    resend: list[dict[str, Any]] = []
+    paths: dict[str, str] = {}
+    if attempts:
+        from sms_provider.data.resend.across import across_attempts, attempt_summary
+
+        final, by_attempt = across_attempts(root, campaign_id, table, attempts)
+        paths["final"] = write_dataset(root, final, campaign_id, "final")
+        paths["attempts"] = write_dataset(root, by_attempt, campaign_id, "attempts")
+        resend = attempt_summary(by_attempt)
+        del final, by_attempt
+    paths |= {
         "reconciliation": write_dataset(root, table, campaign_id, "reconciliation"),
         "reconciliation_summary": write_dataset(root, summary, campaign_id,
                                                 "reconciliation_summary"),
@@ -154,11 +174,12 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
         summary=summary.to_pylist(), discrepancies=discrepancy_preview(discrepancies),
         discrepancy_totals=by_kind, final_window_hours=final_window.total_seconds() / 3600,
         money=overview.to_pylist(), carriers=carriers.to_pylist(),
-        carrier_failures=by_carrier, balance=[step.as_row() for step in steps])
+        carrier_failures=by_carrier, balance=[step.as_row() for step in steps],
+        attempts=resend)
     paths["report_html"] = write_text(root, html, *root.campaign(campaign_id, "report.html"))
     return ReconcileResult(campaign_id=campaign_id, counts=totals, discrepancies=by_kind,
                            paths=paths, money=overview.to_pylist(),
-                           carriers=carriers.to_pylist())
+                           carriers=carriers.to_pylist(), attempts=resend)
 
 
 def reconcile_all(root: DataRoot, campaign_ids: Iterable[str] | None = None,

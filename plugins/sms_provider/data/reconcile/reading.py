@@ -50,3 +50,18 @@ def list_campaigns(root: DataRoot) -> list[str]:
     selector = pafs.FileSelector(root.path("campaigns"), allow_not_found=True)
     return sorted(info.base_name for info in root.fs.get_file_info(selector)
                   if info.type == pafs.FileType.Directory)
+
+
+def account_campaigns(root: DataRoot) -> list[str]:
+    """Every campaign and every resend attempt of one (``<id>/attempt-<n>``): whose
+    submissions an account holds, so a report for a resent message is not a stray."""
+    from sms_provider.data.resend.attempts import ATTEMPT_FOLDER
+
+    out = []
+    for campaign_id in list_campaigns(root):
+        out.append(campaign_id)
+        selector = pafs.FileSelector(root.path("campaigns", campaign_id), allow_not_found=True)
+        out.extend(f"{campaign_id}/{info.base_name}" for info in sorted(
+            root.fs.get_file_info(selector), key=lambda i: i.base_name)
+            if info.type == pafs.FileType.Directory and ATTEMPT_FOLDER.match(info.base_name))
+    return out

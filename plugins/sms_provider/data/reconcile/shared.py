@@ -13,8 +13,10 @@ own ``reconciliation/`` (``RECONCILIATION_SCHEMA``). Partition values are
 words (``2026-03``, ``eims``), never digits only, so readers that infer types
 from the path keep them text.
 
-A campaign's files carry its id as their name: a rerun first deletes every file
-of that name under any partition, then writes, so it replaces, never adds.
+A campaign's files carry its id as their name (a resend attempt's
+``<id>/attempt-2`` as ``<id>+attempt-2``: ``+`` is in no campaign id): a rerun
+first deletes every file of that name under any partition, then writes, so it
+replaces, never adds.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _months(submitted: pa.ChunkedArray, now: datetime) -> pa.Array:
 
 def write_shared(root: DataRoot, table: pa.Table, campaign_id: str, now: datetime) -> str:
     """Replace this campaign's files in ``reconciliation/``; returns the dataset's path."""
-    name = f"{campaign_id}.parquet"
+    name = f"{campaign_id.replace('/', '+')}.parquet"  # an attempt: <id>+attempt-2
     for path in root.list_files(DATASET):
         if path.rsplit("/", 1)[-1] == name:
             root.fs.delete_file(path)
