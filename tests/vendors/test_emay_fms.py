@@ -259,6 +259,8 @@ def test_template_ids_are_20_digit_text_matched_exactly(wire_client: EmayFmsClie
     template_id = next(t for t in ids if str(int(float(t))) != t)  # all but 1 in 2048
     for wrong in (str(int(float(template_id))), "0" + template_id, template_id[:-1],
                   f"{float(template_id)}"):
+        if wrong in ids:  # ids are near-consecutive: the rounding landed on another one
+            continue
         with pytest.raises(PermanentError) as exc:
             wire_client.send([msg("13800138000")], template_id=wrong)
         assert exc.value.code == "ERROR_TEMPLATE_ID_ERROR", wrong
