@@ -9,7 +9,7 @@ submission makes a message UNKNOWN; before that it is PENDING.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -31,15 +31,13 @@ from sms_provider.data.reconcile.columns import (
     repeat,
     span,
 )
-from sms_provider.data.reconcile.reading import read
 from sms_provider.data.reconcile.statuses import (
     FinalStatus,
     SettledBy,
     SubmissionCode,
     UnsentReason,
 )
-from sms_provider.data.schemas import PREPARED_SCHEMA, RECONCILIATION_SCHEMA, SUMMARY_SCHEMA
-from sms_provider.data.storage import DataRoot
+from sms_provider.data.schemas import RECONCILIATION_SCHEMA, SUMMARY_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,10 @@ class Rows:
     charge: np.ndarray
     submitted_ms: np.ndarray  # -1 none
     latency_s: np.ndarray     # NaN without a final report
+
+    def slice(self, lo: int, hi: int) -> Rows:
+        """Rows ``lo`` to ``hi`` (views, no copies): the outputs are built a slice at a time."""
+        return Rows(**{f.name: getattr(self, f.name)[lo:hi] for f in fields(self)})
 
     @property
     def sent(self) -> np.ndarray:
@@ -210,12 +212,12 @@ def _reasons(parts: list[CampaignPart], rows: Rows) -> pa.Array:
     return pc.coalesce(reason, labels(unsent, UnsentReason.LABELS))
 
 
-def reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
-                         parts: list[CampaignPart], rows: Rows,
-                         extra: Mapping[str, Any] | None = None) -> pa.Table:
-    """``reconciliation/``: one row per prepared recipient, as ``RECONCILIATION_SCHEMA``;
-    ``extra``: the columns other modules add (``money``: carrier, price, amount), null
-    where not given."""
+def reconciliation_table(campaign_id: str, prepared: pa.Table, parts: list[CampaignPart],
+                         rows: Rows, extra: Mapping[str, Any] | None = None) -> pa.Table:
+    """``reconciliation/``: one row per prepared recipient, as ``RECONCILIATION_SCHEMA``
+    (``prepared``: their ``row_number``, ``mobile`` and ``custom_id``; ``rows`` the same
+    recipients', a slice or all); ``extra``: the columns other modules add (``money``:
+    carrier, price, amount), null where not given."""
     n = prepared.num_rows
     part, sub = rows.part, rows.sub
     if len(parts) == 1 and (part == 0).all():  # the usual case: one connection, all sent
@@ -234,10 +236,8 @@ def reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
         message_id = pc.coalesce(message_id, _gather(
             parts, part, np.where(learned, rows.best, -1), "message_id", reports=True))
     custom_id = _gather(parts, part, sub, "custom_id")
-    if custom_id.null_count:  # not sent (or sent without one): our own id, read only now
-        custom_id = pc.coalesce(custom_id, read(
-            root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA, ["custom_id"]
-        )["custom_id"])
+    if custom_id.null_count:  # not sent (or sent without one): our own id
+        custom_id = pc.coalesce(custom_id, prepared["custom_id"])
     report_time = _gather(parts, part, np.where(rows.final_report, rows.best, -1),
                           "report_time", reports=True)
     seen = np.zeros(n, np.int32)
