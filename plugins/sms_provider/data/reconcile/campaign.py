@@ -110,6 +110,7 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     del own  # the accounts hold what they need
 
     rows = reconcile_rows(prepared, parts, settings)
+    pa.default_memory_pool().release_unused()  # what building the accounts freed
     pricing = price_rows(parts, rows, settings.prices)
     written = write_recipient_rows(root, campaign_id, parts, rows, pricing, settings, now,
                                    slice_rows=slice_rows)

@@ -76,6 +76,18 @@ def report_columns(vendor: str) -> list[str]:
     return [*columns, "vendor"] if not vendor else columns
 
 
+def deferred_report_columns(vendor: str) -> list[str]:
+    """The wide report columns read later, and only for the rows that need them: the
+    ``report_key`` of copies, and what the reports no message id matched are settled or
+    listed by (custom id, mobile). At ten million reports each is hundreds of MiB."""
+    columns = report_columns(vendor)
+    later = ["report_key"]
+    if vendor:  # known: custom ids and numbers only settle reports no message id matched
+        later += [c for c in ("custom_id", "mobile") if c in columns
+                  and not (c == "mobile" and vendor in MSGID_PER_REQUEST)]
+    return later
+
+
 def mobile_tail(mobile: Any) -> Any:
     """The 11-digit mainland number whatever prefix (86, 0086) a side wrote."""
     if not len(mobile) or (pc.max(pc.binary_length(mobile)).as_py() or 0) <= 11:
