@@ -36,7 +36,7 @@ from sms_provider.data.storage import DataRoot
 
 #: prepared rows per slice: big enough that per-slice costs vanish, small enough that
 #: two slices' tables are a small part of the memory
-SLICE_ROWS = 500_000
+SLICE_ROWS = 200_000
 #: the prepared columns the table takes as they are (read a slice at a time)
 PREPARED_TEXT = ["row_number", "mobile", "custom_id", "e164", "carrier"]
 
@@ -59,7 +59,9 @@ def prepared_slices(root: DataRoot, campaign_id: str, rows: int) -> Iterator[pa.
         return
     data = ds.dataset(files, filesystem=root.fs, format="parquet", schema=PREPARED_SCHEMA)
     held: pa.Table | None = None
-    for batch in data.to_batches(columns=PREPARED_TEXT, batch_size=rows):
+    # no read-ahead beyond the next batch: by default a scan reads many files ahead
+    for batch in data.to_batches(columns=PREPARED_TEXT, batch_size=rows, batch_readahead=1,
+                                 fragment_readahead=1):
         piece = pa.Table.from_batches([batch])
         held = piece if held is None else pa.concat_tables([held, piece])
         while held.num_rows >= rows:
@@ -84,12 +86,8 @@ def write_recipient_rows(root: DataRoot, campaign_id: str, parts: list[CampaignP
     charged = []
     lo = 0
 
-    def write(table: pa.Table) -> None:
-        own.write(table)
-        shared.write(table)
-
-    with ThreadPoolExecutor(1) as pool:
-        pending: Future[None] | None = None
+    with ThreadPoolExecutor(2) as pool:  # the two datasets are encoded side by side
+        pending: list[Future[None]] = []
         for text in prepared_slices(root, campaign_id, step):
             hi = lo + text.num_rows
             r, price = rows.slice(lo, hi), pricing.slice(lo, hi)
@@ -101,13 +99,13 @@ def write_recipient_rows(root: DataRoot, campaign_id: str, parts: list[CampaignP
                 pc.index_in(table["carrier"], value_set=pa.array(CARRIERS))
                 .fill_null(len(CARRIERS) - 1).to_numpy(zero_copy_only=False))
             charged.append(charged_never_reported(table, r, settings))
-            if pending is not None:
-                pending.result()  # one slice being written while the next is built
-            pending = pool.submit(write, table)
+            for done in pending:  # one slice being written while the next is built
+                done.result()
+            pending = [pool.submit(own.write, table), pool.submit(shared.write, table)]
             del table
             lo = hi
-        if pending is not None:
-            pending.result()
+        for done in pending:
+            done.result()
     if lo != n:
         raise RuntimeError(f"prepared/ of {campaign_id} changed while it was reconciled: "
                            f"{lo} rows read a slice at a time, {n} at first")
