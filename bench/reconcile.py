@@ -349,8 +349,6 @@ def main() -> int:
             reference.reference_tree(Path(tmp) / "reference")
         if old_tree is None and not args.no_baseline:
             print(f"baseline: no git history with {reference.REFERENCE_COMMIT} here")
-        same = _compare(args.compare_rows, args.vendor, args.seed, old_tree) \
-            if args.compare_rows and old_tree is not None else None
         data = Path(tmp) / "data"
         made = run_stage("--stage", "generate", "--tmp", str(data), "--rows", str(args.rows),
                          "--vendor", args.vendor, "--seed", str(args.seed))
@@ -369,6 +367,10 @@ def main() -> int:
             loads.append(_load())
         profiled = run_stage("--stage", "run", "--tmp", str(data), "--phases") if args.phases \
             else None
+        # last: reading the compared tables would raise this process's peak RSS, which every
+        # child started after it inherits as its own starting ru_maxrss
+        same = _compare(args.compare_rows, args.vendor, args.seed, old_tree) \
+            if args.compare_rows and old_tree is not None else None
     fast = min(runs, key=lambda r: r["seconds"])
     print(f"machine:  {len(os.sched_getaffinity(0))} CPUs, load average (1/5/15 min) "
           f"{' -> '.join(loads)} (before the first run, after each)"
@@ -379,7 +381,8 @@ def main() -> int:
           f"({fast['rss_before_mib']:,.0f} MiB before; ru_maxrss of the child process)")
     if baseline is not None:
         print(f"baseline: the in-memory reference ({reference.REFERENCE_COMMIT[:10]}), same "
-              f"run, same input: {baseline['seconds']:.2f} s, peak RSS "
+              f"run, same input: {baseline['seconds']:.2f} s ({baseline['cpu_s']:.1f} s of CPU "
+              f"with imports), peak RSS "
               f"{baseline['peak_rss_mib']:,.0f} MiB; ratio time "
               f"{fast['seconds'] / baseline['seconds']:.2f}x, "
               f"peak RSS {fast['peak_rss_mib'] / baseline['peak_rss_mib']:.2f}x"

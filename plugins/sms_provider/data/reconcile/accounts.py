@@ -32,6 +32,7 @@ from sms_provider.data.reconcile.matching import (
     MOBILE_MATCH_AFTER_MS,
     MOBILE_MATCH_BEFORE_MS,
     SETTLED_BY_MOBILE,
+    as_numbers,
     custom_key,
     deferred_report_columns,
     lookup,
@@ -149,6 +150,8 @@ class Account:
             "raw_state", "description", "report_time")}})
         self.subs = self.subs.select(["conn_id", "vendor", "row_number", "message_id",
                                       "custom_id", "vendor_code", "description"])
+        # read back as text where written (``columns.as_text``)
+        self.subs = self.subs.set_column(3, "message_id", as_numbers(self.subs["message_id"]))
 
     def _settle_by_custom_id(self, idx: np.ndarray, route: np.ndarray) -> None:
         """Reports of ambiguous submissions (no message id of theirs known) by custom id."""

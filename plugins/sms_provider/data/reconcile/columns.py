@@ -78,6 +78,14 @@ def plain_text(column: Any) -> Any:
     return pc.cast(column, STRING) if pa.types.is_dictionary(column.type) else column
 
 
+def as_text(column: Any) -> Any:
+    """Plain strings of a text column however it is held: a dictionary decoded, an id kept as
+    int64 (``matching.as_numbers``) written back as the text it was."""
+    if pa.types.is_integer(column.type):
+        return pc.cast(column, STRING)
+    return plain_text(column)
+
+
 def distinct(column: pa.ChunkedArray) -> list[Any]:
     """The distinct values of a (possibly dictionary) column as Python objects."""
     return pc.unique(plain_text(pc.unique(column))).to_pylist() if len(column) else []

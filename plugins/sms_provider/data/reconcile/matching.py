@@ -122,6 +122,16 @@ def lookup(known: list[Any], probe: list[Any]) -> np.ndarray:
     return found
 
 
+def as_numbers(column: Any) -> Any:
+    """Text ids as int64 where every one is a plain number that casting back gives unchanged
+    (a third of the memory of the text); otherwise the text as it is."""
+    column = plain_text(column)
+    if not len(column) or column.null_count == len(column) \
+            or pc.all(_canonical_number(column)).as_py() is False:
+        return column
+    return pc.cast(column, pa.int64())
+
+
 def _canonical_number(column: Any) -> Any:
     """True where the text is a plain decimal number that an int64 gives back unchanged."""
     length = pc.binary_length(column)

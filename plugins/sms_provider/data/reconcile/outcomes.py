@@ -21,6 +21,7 @@ from sms_provider.data.prices import PriceBook
 from sms_provider.data.reconcile.accounts import Account
 from sms_provider.data.reconcile.columns import (
     STRING,
+    as_text,
     at,
     day_buckets,
     first_positions,
@@ -157,10 +158,15 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
                 latency_s=latency)
 
 
+#: submission columns an account may hold as numbers (``matching.as_numbers``)
+_TEXT_IDS = frozenset({"message_id"})
+
+
 def _gather(parts: list[CampaignPart], part: np.ndarray, idx: np.ndarray, column: str, *,
             reports: bool = False) -> Any:
     """Per entry, ``column`` of its submission (or report) ``idx`` in its part's account;
-    null where ``idx`` is -1. Text comes back plain (dictionaries decoded)."""
+    null where ``idx`` is -1. Text comes back plain (dictionaries decoded, ids kept as numbers
+    as text)."""
     out = None
     for p_index, p in enumerate(parts):
         source = (p.account.reports if reports else p.account.subs)[column]
@@ -172,11 +178,13 @@ def _gather(parts: list[CampaignPart], part: np.ndarray, idx: np.ndarray, column
             continue
         else:
             values = source.take(pa.array(idx, mask=~mine | (idx < 0)))
-        values = plain_text(values)
+        values = as_text(values) if column in _TEXT_IDS else plain_text(values)
         out = values if out is None else pc.coalesce(out, values)
     if out is None:
+        if column in _TEXT_IDS or not parts:
+            return pa.nulls(len(idx), STRING)
         return pa.nulls(len(idx), source.type.value_type if pa.types.is_dictionary(source.type)
-                        else source.type) if parts else pa.nulls(len(idx), STRING)
+                        else source.type)
     return out
 
 
