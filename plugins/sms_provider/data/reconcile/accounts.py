@@ -24,6 +24,7 @@ from sms_provider.data.reconcile.columns import (
     distinct,
     ints,
     ms,
+    narrow,
     optional_column,
 )
 from sms_provider.data.reconcile.matching import (
@@ -118,7 +119,8 @@ class Account:
             route[idx >= 0] = SettledBy.MESSAGE_ID
             self._settle_by_custom_id(idx, route)
             self._settle_by_mobile(idx, route)
-        self.report_sub, self.report_route = idx, route
+        self.report_sub = idx.astype(_index_type(subs.num_rows), copy=False)
+        self.report_route = route
         matched = idx >= 0
         #: reports per submission, copies included until ``_best`` drops them
         self.seen = np.bincount(idx[matched], minlength=subs.num_rows).astype(np.int32)
@@ -146,12 +148,13 @@ class Account:
         ids = self.reports["message_id"]
         if not loose.all():
             ids = pc.if_else(pa.array(loose), ids, pa.scalar(None, ids.type))
-        self.reports = pa.table({"message_id": ids, **{c: self.reports[c] for c in (
+        self.reports = pa.table({"message_id": ids, **{c: narrow(self.reports[c]) for c in (
             "raw_state", "description", "report_time")}})
         self.subs = self.subs.select(["conn_id", "vendor", "row_number", "message_id",
                                       "custom_id", "vendor_code", "description"])
         # read back as text where written (``columns.as_text``)
-        self.subs = self.subs.set_column(3, "message_id", as_numbers(self.subs["message_id"]))
+        self.subs = pa.table({c: as_numbers(self.subs[c]) if c == "message_id"
+                              else narrow(self.subs[c]) for c in self.subs.column_names})
 
     def _settle_by_custom_id(self, idx: np.ndarray, route: np.ndarray) -> None:
         """Reports of ambiguous submissions (no message id of theirs known) by custom id."""
@@ -217,7 +220,7 @@ class Account:
 
     def _best(self, idx: np.ndarray, matched: np.ndarray) -> np.ndarray:
         """Per submission the deciding report: the last final one, else the last of any."""
-        best = np.full(self.subs.num_rows, -1, np.int64)
+        best = np.full(self.subs.num_rows, -1, _index_type(self.reports.num_rows))
         if not matched.any():
             return best
         multi = matched & (self.seen[np.where(matched, idx, 0)] > 1)
@@ -264,6 +267,12 @@ class Account:
                 out.setdefault(days[i + 1], {"submitted": 0, "delivered": 0, "failed": 0,
                                              "unsettled": 0})[name] = int(counts[i + 1])
         return out
+
+
+def _index_type(rows: int) -> type[np.signedinteger]:
+    """Row positions among ``rows`` rows: four bytes each while they fit (half of int64 on
+    every per-report and per-submission array)."""
+    return np.int32 if rows < 2**31 - 1 else np.int64
 
 
 def on_connection(table: pa.Table, conn_id: str | None) -> pa.Table:

@@ -113,7 +113,10 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
     n = prepared.num_rows
     rn = ints(prepared["row_number"], -1)
     part = np.full(n, -1, np.int8)
-    sub = np.full(n, -1, np.int64)
+    biggest = max([0, *(len(p.account.campaign_code) for p in parts),
+                   *(len(p.account.report_code) for p in parts)])
+    index = np.int32 if biggest < 2**31 - 1 else np.int64  # positions: half the bytes
+    sub = np.full(n, -1, index)
     for p_index, p in enumerate(parts):  # a recipient sent twice keeps the first connection
         found = _row_lookup(rn, ints(p.account.subs["row_number"], -1)[span(p.positions)])
         take = (found >= 0) & (sub < 0)
@@ -121,7 +124,7 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
         part[take] = p_index
 
     sub_status = np.full(n, SubmissionCode.OTHER, np.int8)
-    best = np.full(n, -1, np.int64)
+    best = np.full(n, -1, index)
     report_code = np.full(n, FinalStatus.PENDING, np.int8)
     submitted_ms = np.full(n, -1, np.int64)
     when_ms = np.full(n, -1, np.int64)
