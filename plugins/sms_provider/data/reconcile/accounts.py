@@ -96,7 +96,7 @@ class Account:
     def _take_reports(self, columns: list[str], rows: np.ndarray) -> pa.Table:
         """Report columns not read with the rest, for the report rows ``rows`` (sorted)."""
         if self.conn_id is None:
-            return empty(REPORT_SCHEMA, columns).take(pa.array(np.zeros(0, np.int64)))
+            return empty(REPORT_SCHEMA, columns)  # no connection, no reports
         return take(self._root, ("reports", self.conn_id), REPORT_SCHEMA, columns, rows)
 
     def _match(self) -> None:
@@ -143,16 +143,17 @@ class Account:
         del self.loose, self.report_received
         # a report's message id is only written for an ambiguous submission it settled, and
         # those were all loose (no message id of ours to match): keep only theirs
-        loose = np.zeros(self.reports.num_rows, bool)
-        loose[self.loose_rows] = True
+        keep = np.zeros(self.reports.num_rows, bool)
+        keep[self.loose_rows] = True
         ids = self.reports["message_id"]
-        if not loose.all():
-            ids = pc.if_else(pa.array(loose), ids, pa.scalar(None, ids.type))
+        if not keep.all():
+            ids = pc.if_else(pa.array(keep), ids, pa.scalar(None, ids.type))
         self.reports = pa.table({"message_id": ids, **{c: narrow(self.reports[c]) for c in (
             "raw_state", "description", "report_time")}})
         self.subs = self.subs.select(["conn_id", "vendor", "row_number", "message_id",
                                       "custom_id", "vendor_code", "description"])
-        # read back as text where written (``columns.as_text``)
+        # numeric message ids as int64 (written back as text by ``columns.as_text``), the
+        # dictionaries with the smallest indices that fit
         self.subs = pa.table({c: as_numbers(self.subs[c]) if c == "message_id"
                               else narrow(self.subs[c]) for c in self.subs.column_names})
 
