@@ -147,6 +147,13 @@ class ParquetSink:
     def write(self, table: pa.Table) -> None:
         self.writer.write_table(table)
 
+    def abort(self) -> None:
+        """Drop what was written (a run that failed halfway leaves no file behind)."""
+        try:
+            self.writer.close()
+        finally:
+            self.root.fs.delete_file(self.tmp)
+
     def close(self) -> str:
         self.writer.close()
         if self.tmp != self.target:

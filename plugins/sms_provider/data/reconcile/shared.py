@@ -87,6 +87,11 @@ class SharedSink:
                     self.schema, DATASET, f"month={m}", f"vendor={v}", self.name)
             self.sinks[key].write(body.filter(pc.equal(keys, key)))
 
+    def abort(self) -> None:
+        """Drop the files begun (the campaign's earlier ones were deleted on opening)."""
+        for sink in self.sinks.values():
+            sink.abort()
+
     def close(self) -> str:
         for sink in self.sinks.values():
             sink.close()

@@ -83,9 +83,28 @@ def write_recipient_rows(root: DataRoot, campaign_id: str, parts: list[CampaignP
                         unsent_month_ms(rows.submitted_ms, now))
     out = RecipientOutputs(paths={}, charged_never_reported=DISCREPANCY_SCHEMA.empty_table(),
                            failures=FailureTally(), carrier=np.zeros(n, np.int8))
-    charged = []
-    lo = 0
+    charged: list[pa.Table] = []
 
+    try:  # a failure halfway leaves no half-written file behind
+        lo = _write_slices(root, campaign_id, parts, rows, pricing, settings, step, own,
+                           shared, out, charged)
+        if lo != n:
+            raise RuntimeError(f"prepared/ of {campaign_id} changed while it was reconciled:"
+                               f" {lo} rows read a slice at a time, {n} at first")
+    except BaseException:
+        own.abort()
+        shared.abort()
+        raise
+    out.paths = {"reconciliation": own.close(), "shared_reconciliation": shared.close()}
+    out.charged_never_reported = pa.concat_tables([out.charged_never_reported, *charged])
+    return out
+
+
+def _write_slices(root: DataRoot, campaign_id: str, parts: list[CampaignPart], rows: Rows,
+                  pricing: Pricing, settings: Settings, step: int, own: DatasetSink,
+                  shared: SharedSink, out: RecipientOutputs, charged: list[pa.Table]) -> int:
+    """The loop of :func:`write_recipient_rows`; returns the rows written."""
+    lo = 0
     with ThreadPoolExecutor(2) as pool:  # the two datasets are encoded side by side
         pending: list[Future[None]] = []
         for text in prepared_slices(root, campaign_id, step):
@@ -106,9 +125,4 @@ def write_recipient_rows(root: DataRoot, campaign_id: str, parts: list[CampaignP
             lo = hi
         for done in pending:
             done.result()
-    if lo != n:
-        raise RuntimeError(f"prepared/ of {campaign_id} changed while it was reconciled: "
-                           f"{lo} rows read a slice at a time, {n} at first")
-    out.paths = {"reconciliation": own.close(), "shared_reconciliation": shared.close()}
-    out.charged_never_reported = pa.concat_tables([out.charged_never_reported, *charged])
-    return out
+    return lo

@@ -58,6 +58,11 @@ class DatasetSink:
             table = table.slice(take)
             self.written += take
 
+    def abort(self) -> None:
+        """Drop the files begun (those of the last whole run are only replaced on close)."""
+        for sink in self.sinks.values():
+            sink.abort()
+
     def close(self) -> str:
         """Finish every file (one with no rows still has the columns) and drop older ones."""
         written = {self._sink(i).close() for i in range(self.files)}
