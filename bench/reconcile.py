@@ -14,12 +14,19 @@ report files of 100 000 rows under ``date=`` folders), then
 ``reconcile_campaign`` is timed in a process of its own, so that its peak
 memory (ru_maxrss) is its own.
 
-With --phases the same run also times each step (functions wrapped in place).
+The same-run baseline is the code that held whole campaigns in memory (taken
+from the repository's history by ``tests/reconcile_reference.py``), run on the
+same input in a child process of its own just before. The verdict is against
+the aim: at most 15 s and a peak RSS under 2 GiB at 10M x 10M. With
+--compare-rows N both are first run on an N-row sample and every output file
+compared (the run fails if any differs). With --phases the same run also
+times each step (functions wrapped in place).
 
 Usage:
 
     python bench/reconcile.py [--rows 10000000] [--vendor emay_ims|eums|chuanglan]
-                              [--seed 0] [--repeat 1] [--phases]
+                              [--seed 0] [--repeat 1] [--phases] [--no-baseline]
+                              [--compare-rows 1000000]
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins"))
 import stages  # noqa: E402  (bench/ is the script's folder)
 
+sys.path.insert(0, str(ROOT))
 from sms_provider.data import html_report, reports  # noqa: E402
 from sms_provider.data.reconcile import (  # noqa: E402
     accounts,
@@ -62,6 +70,7 @@ from sms_provider.data.schemas import (  # noqa: E402
     SUBMISSION_SCHEMA,
 )
 from sms_provider.data.storage import DataRoot  # noqa: E402
+from tests import reconcile_reference as reference  # noqa: E402
 
 CAMPAIGN = "bench"
 CONN = "sms_bench"
@@ -274,6 +283,43 @@ def run_stage(*args: str) -> dict[str, Any]:
     return stages.run_stage(__file__, *args)
 
 
+#: the aim at 10M x 10M: wall seconds at most, peak RSS below (MiB)
+AIM_SECONDS = 15.0
+AIM_RSS_MIB = 2048.0
+
+
+def _verdict(run: dict[str, Any], rows: int) -> str:
+    met = run["seconds"] <= AIM_SECONDS and run["peak_rss_mib"] < AIM_RSS_MIB
+    scale = "" if rows == 10_000_000 else f" (the aim is for 10M x 10M; this run: {rows:,})"
+    return (f"{'met' if met else 'NOT met'}: {run['seconds']:.2f} s "
+            f"{'<=' if run['seconds'] <= AIM_SECONDS else '>'} {AIM_SECONDS:g} s, peak "
+            f"{run['peak_rss_mib']:,.0f} MiB {'<' if run['peak_rss_mib'] < AIM_RSS_MIB else '>='}"
+            f" {AIM_RSS_MIB:,.0f} MiB{scale}")
+
+
+def _load() -> str:
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _compare(rows: int, vendor: str, seed: int, old_tree: Path) -> bool:
+    """The in-memory reference and the streaming code on one ``rows`` sample: every output
+    file must be identical."""
+    with tempfile.TemporaryDirectory(prefix="reconcile-compare-") as tmp:
+        inputs = Path(tmp) / "inputs"
+        run_stage("--stage", "generate", "--tmp", str(inputs), "--rows", str(rows),
+                  "--vendor", vendor, "--seed", str(seed))
+        old = reference.copy_root(inputs, Path(tmp) / "old")
+        new = reference.copy_root(inputs, Path(tmp) / "new")
+        reference.run(old_tree, old, CAMPAIGN, NOW.isoformat())
+        reference.run(ROOT / "plugins", new, CAMPAIGN, NOW.isoformat())
+        found = reference.compare(old, new, CAMPAIGN)
+    same = not found["differences"]
+    print(f"compare:  {rows:,} {vendor} rows, in-memory reference vs streaming: "
+          + (f"identical ({found['files']} files, {found['rows']:,} Parquet rows compared)"
+             if same else "DIFFERENT:\n  " + "\n  ".join(found["differences"])))
+    return same
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -283,6 +329,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="time this many runs, report the fastest (the machine may be shared)")
     parser.add_argument("--phases", action="store_true", help="one more run, timing each step")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the same-run baseline (the in-memory reference)")
+    parser.add_argument("--compare-rows", type=int, default=0, metavar="N",
+                        help="also check on an N-row sample (1000000, say) that the in-memory "
+                             "reference and the streaming code write identical outputs")
     parser.add_argument("--stage", choices=["generate", "run"], help=argparse.SUPPRESS)
     parser.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -294,31 +345,58 @@ def main() -> int:
         return 0
 
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
-        made = run_stage("--stage", "generate", "--tmp", tmp, "--rows", str(args.rows),
+        old_tree = None if args.no_baseline and not args.compare_rows else \
+            reference.reference_tree(Path(tmp) / "reference")
+        if old_tree is None and not args.no_baseline:
+            print(f"baseline: no git history with {reference.REFERENCE_COMMIT} here")
+        data = Path(tmp) / "data"
+        made = run_stage("--stage", "generate", "--tmp", str(data), "--rows", str(args.rows),
                          "--vendor", args.vendor, "--seed", str(args.seed))
-        size = sum(f.stat().st_size for f in Path(tmp).rglob("*.parquet")) / 2**20
+        size = sum(f.stat().st_size for f in data.rglob("*.parquet")) / 2**20
         print(f"input:    {made['submissions']:,} {args.vendor} submissions, "
               f"{made['reports']:,} reports in {made['report_files']} files "
               f"({size:,.0f} MiB of Parquet), written in {made['seconds']:.1f} s")
-        load = os.getloadavg()[0]
-        runs = [run_stage("--stage", "run", "--tmp", tmp) for _ in range(max(1, args.repeat))]
-        profiled = run_stage("--stage", "run", "--tmp", tmp, "--phases") if args.phases \
+        loads = [_load()]
+        baseline = None
+        if old_tree is not None and not args.no_baseline:
+            baseline = reference.run(old_tree, data, CAMPAIGN, NOW.isoformat())
+            loads.append(_load())
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            runs.append(run_stage("--stage", "run", "--tmp", str(data)))
+            loads.append(_load())
+        profiled = run_stage("--stage", "run", "--tmp", str(data), "--phases") if args.phases \
             else None
+        # last: reading the compared tables would raise this process's peak RSS, which every
+        # child started after it inherits as its own starting ru_maxrss
+        same = _compare(args.compare_rows, args.vendor, args.seed, old_tree) \
+            if args.compare_rows and old_tree is not None else None
     fast = min(runs, key=lambda r: r["seconds"])
-    print(f"machine:  {len(os.sched_getaffinity(0))} CPUs, load average {load:.2f} before the "
-          f"first run" + (f"; fastest of {len(runs)}: "
-                          + ", ".join(f"{r['seconds']:.1f}" for r in runs) if len(runs) > 1
-                          else ""))
-    print(f"reconcile_campaign: {fast['seconds']:.2f} s (aim: under 15 s; {fast['cpu_s']:.1f} s "
-          f"of CPU, {fast['sys_s']:.1f} of it system), peak RSS "
-          f"{fast['peak_rss_mib']:,.0f} MiB ({fast['rss_before_mib']:,.0f} MiB before)")
+    print(f"machine:  {len(os.sched_getaffinity(0))} CPUs, load average (1/5/15 min) "
+          f"{' -> '.join(loads)} (before the first run, after each)"
+          + (f"; fastest of {len(runs)}: " + ", ".join(f"{r['seconds']:.1f}" for r in runs)
+             if len(runs) > 1 else ""))
+    print(f"reconcile_campaign: {fast['seconds']:.2f} s ({fast['cpu_s']:.1f} s of CPU, "
+          f"{fast['sys_s']:.1f} of it system), peak RSS {fast['peak_rss_mib']:,.0f} MiB "
+          f"({fast['rss_before_mib']:,.0f} MiB before; ru_maxrss of the child process)")
+    if baseline is not None:
+        print(f"baseline: the in-memory reference ({reference.REFERENCE_COMMIT[:10]}), same "
+              f"run, same input: {baseline['seconds']:.2f} s ({baseline['cpu_s']:.1f} s of CPU "
+              f"with imports), peak RSS "
+              f"{baseline['peak_rss_mib']:,.0f} MiB; ratio time "
+              f"{fast['seconds'] / baseline['seconds']:.2f}x, "
+              f"peak RSS {fast['peak_rss_mib'] / baseline['peak_rss_mib']:.2f}x"
+              + ("" if baseline["counts"] == fast["counts"]
+                 and baseline["discrepancies"] == fast["discrepancies"]
+                 else "; COUNTS DIFFER"))
+    print("verdict:  " + _verdict(fast, args.rows))
     print("counts:   " + ", ".join(f"{k} {v:,}" for k, v in fast["counts"].items()))
     print("discrepancies: " + ", ".join(f"{k} {v:,}" for k, v in fast["discrepancies"].items()))
     if profiled is not None:
         print(f"phases (a separate run, {profiled['seconds']:.2f} s; nested steps indented):")
         for name, (wall, cpu) in profiled["phases"].items():
             print(f"  {name:<34} {wall:6.2f} s  ({cpu:5.2f} s CPU)")
-    return 0
+    return 0 if same is not False else 1
 
 
 if __name__ == "__main__":

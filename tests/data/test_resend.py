@@ -122,8 +122,7 @@ def test_across_attempts_a_delivery_in_any_attempt_decides(root) -> None:
               "charge_items": pa.array([1, 2], pa.int32())}
     root.write_table(pa.table(recon, schema=RECONCILIATION_SCHEMA),
                      *root.campaign("c1/attempt-2", "reconciliation", "part-00000.parquet"))
-    first = root.read_dataset(*root.campaign("c1", "reconciliation"))
-    final, rows = across_attempts(root, "c1", first, [2])
+    final, rows = across_attempts(root, "c1", [2])
     by_row = {r["row_number"]: r for r in final.to_pylist()}
     assert by_row[1]["final_status"] == "DELIVERED" and by_row[1]["delivered_attempt"] == 1
     assert (by_row[2]["final_status"], by_row[2]["delivered_attempt"], by_row[2]["attempts"],

@@ -94,6 +94,11 @@ class DataRoot:
         self.fs.move(tmp, target)
         return target
 
+    def open_parquet(self, schema: pa.Schema, *parts: str) -> ParquetSink:
+        """A Parquet file written a table at a time, renamed into place when closed (so a
+        big output never has to be whole in memory, and a reader never sees half)."""
+        return ParquetSink(self, schema, self.path(*parts))
+
     def read_table(self, *parts: str) -> pa.Table:
         return pq.read_table(self.path(*parts), filesystem=self.fs)
 
@@ -122,3 +127,37 @@ class DataRoot:
 
     def campaign(self, campaign_id: str, *parts: str) -> tuple[str, ...]:
         return ("campaigns", campaign_id, *parts)
+
+
+class ParquetSink:
+    """One Parquet file being written piece by piece (:meth:`DataRoot.open_parquet`).
+
+    Locally it goes to a ``_tmp-`` name (which dataset readers skip) and is
+    fsync'd and renamed on :meth:`close`, as :meth:`DataRoot.write_table` does; an
+    object store has no rename, and its upload completes on close.
+    """
+
+    def __init__(self, root: DataRoot, schema: pa.Schema, target: str) -> None:
+        self.root, self.target = root, target
+        root.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        folder, _, name = target.rpartition("/")
+        self.tmp = f"{folder}/_tmp-{uuid.uuid4().hex}-{name}" if root.is_local else target
+        self.writer = pq.ParquetWriter(self.tmp, schema, filesystem=root.fs)
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+
+    def abort(self) -> None:
+        """Drop what was written (a run that failed halfway leaves no file behind)."""
+        try:
+            self.writer.close()
+        finally:
+            self.root.fs.delete_file(self.tmp)
+
+    def close(self) -> str:
+        self.writer.close()
+        if self.tmp != self.target:
+            with open(self.tmp, "rb+") as handle:  # the rename below must not outrun the data
+                os.fsync(handle.fileno())
+            self.root.fs.move(self.tmp, self.target)
+        return self.target

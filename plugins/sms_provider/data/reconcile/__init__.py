@@ -20,10 +20,11 @@ over the submissions of every campaign on the connection, then reported for
 the days and balance intervals this campaign touched, so a campaign's report
 stays about that campaign.
 
-Everything runs column-wise (Arrow and NumPy), never a Python loop per row: ten
-million recipients against ten million reports take some 12-20 s on two cores
-(``bench/reconcile.py``), most of it reading and writing Parquet and one hash
-lookup of the message ids.
+Everything runs column-wise (Arrow and NumPy), never a Python loop per row, and
+the per-recipient outputs are built and written a slice of rows at a time, so
+the biggest table (``reconciliation/``) is never whole in memory
+(``bench/reconcile.py`` measures ten million recipients against ten million
+reports; docs/reconcile-internals.md says what is streamed and why).
 
 The modules, each importing only those above it:
 
@@ -32,11 +33,13 @@ The modules, each importing only those above it:
 - ``matching``: which columns identify a message per vendor, and key lookup
 - ``accounts``: one connection's submissions matched with its reports
 - ``outcomes``: the per-recipient ``reconciliation/`` rows and the summary
+- ``tallies``: FAILED rows by connection, carrier and reason, counted slice by slice
 - ``balance``: balance movements, in items and in money (prices in force when sent)
 - ``discrepancies``: where the vendor's books and ours disagree
 - ``money``: per-row prices, carriers, ``overview/`` and ``carriers/``
 - ``shared``: the cross-campaign ``reconciliation/month=…/vendor=…/`` dataset
 - ``writer``: the Parquet outputs and what ``report.html`` shows
+- ``slices``: the per-recipient outputs built and written a slice at a time
 - ``index``: ``campaigns/index.html`` over every campaign's ``overview/``
 - ``campaign``: ``reconcile_campaign`` and ``reconcile_all`` put them together
 """

@@ -24,6 +24,7 @@ from sms_provider.data.reconcile.columns import (
     distinct,
     ints,
     ms,
+    narrow,
     optional_column,
 )
 from sms_provider.data.reconcile.matching import (
@@ -32,7 +33,9 @@ from sms_provider.data.reconcile.matching import (
     MOBILE_MATCH_AFTER_MS,
     MOBILE_MATCH_BEFORE_MS,
     SETTLED_BY_MOBILE,
+    as_numbers,
     custom_key,
+    deferred_report_columns,
     lookup,
     message_key,
     mobile_tail,
@@ -40,7 +43,7 @@ from sms_provider.data.reconcile.matching import (
     report_columns,
     sub_columns,
 )
-from sms_provider.data.reconcile.reading import account_campaigns, empty, read
+from sms_provider.data.reconcile.reading import account_campaigns, empty, read, take
 from sms_provider.data.reconcile.statuses import FinalStatus, SettledBy, SubmissionCode
 from sms_provider.data.reports import dedupe
 from sms_provider.data.schemas import REPORT_SCHEMA, SUBMISSION_SCHEMA
@@ -78,7 +81,9 @@ class Account:
                      else empty(SUBMISSION_SCHEMA, columns).append_column(
                          "_campaign", pa.array([], pa.int32())))
         self.campaign_code = self.subs["_campaign"].to_numpy()
-        columns = report_columns(vendor)
+        self._later = deferred_report_columns(vendor)
+        columns = [c for c in report_columns(vendor) if c not in self._later]
+        self._root = root
         self.reports = (read(root, ("reports", conn_id), REPORT_SCHEMA, columns)
                         if conn_id else empty(REPORT_SCHEMA, columns))
         self.vendor = vendor or next((v for v in distinct(self.reports["vendor"]) if v), "")
@@ -87,6 +92,12 @@ class Account:
         self.charge = ints(self.subs["charge_items"])
         self._daily: dict[int, dict[str, int]] | None = None
         self._match()
+
+    def _take_reports(self, columns: list[str], rows: np.ndarray) -> pa.Table:
+        """Report columns not read with the rest, for the report rows ``rows`` (sorted)."""
+        if self.conn_id is None:
+            return empty(REPORT_SCHEMA, columns)  # no connection, no reports
+        return take(self._root, ("reports", self.conn_id), REPORT_SCHEMA, columns, rows)
 
     def _match(self) -> None:
         subs, reports = self.subs, self.reports
@@ -101,11 +112,15 @@ class Account:
         # a report without the vendor's time (EIMS pulls) is placed when it reached us
         self.report_when = np.where(pc.is_null(reports["report_time"]).to_numpy(
             zero_copy_only=False), self.report_received, ms(reports["report_time"], 0))
+        #: the reports no message id matched, with the columns read only for them
+        self.loose_rows = np.flatnonzero(idx < 0)
+        self.loose = self._take_reports(self._later, self.loose_rows)
         if subs.num_rows and reports.num_rows:
             route[idx >= 0] = SettledBy.MESSAGE_ID
             self._settle_by_custom_id(idx, route)
             self._settle_by_mobile(idx, route)
-        self.report_sub, self.report_route = idx, route
+        self.report_sub = idx.astype(_index_type(subs.num_rows), copy=False)
+        self.report_route = route
         matched = idx >= 0
         #: reports per submission, copies included until ``_best`` drops them
         self.seen = np.bincount(idx[matched], minlength=subs.num_rows).astype(np.int32)
@@ -116,30 +131,47 @@ class Account:
 
     def _slim(self) -> None:
         """Keep only what the outputs read: a big account is most of the memory."""
-        stray = np.flatnonzero(self.report_sub < 0)
+        still = self.report_sub[self.loose_rows] < 0
+        stray = self.loose_rows[still]
+        loose = self.loose.filter(pa.array(still))
         names = [c for c in ("message_id", "custom_id", "mobile", "received_at", "report_key")
-                 if c in self.reports.column_names]
+                 if c in self.reports.column_names or c in loose.column_names]
         #: reports that match no submission of any campaign (usually few)
-        self.strays = self.reports.select(names).take(stray)
+        self.strays = pa.table({c: loose[c] if c in loose.column_names
+                                else self.reports[c].take(pa.array(stray)) for c in names})
         self.strays_received = self.report_received[stray]
-        self.reports = self.reports.select(["message_id", "raw_state", "description",
-                                            "report_time"])
+        del self.loose, self.report_received
+        # a report's message id is only written for an ambiguous submission it settled, and
+        # those were all loose (no message id of ours to match): keep only theirs
+        keep = np.zeros(self.reports.num_rows, bool)
+        keep[self.loose_rows] = True
+        ids = self.reports["message_id"]
+        if not keep.all():
+            ids = pc.if_else(pa.array(keep), ids, pa.scalar(None, ids.type))
+        self.reports = pa.table({"message_id": ids, **{c: narrow(self.reports[c]) for c in (
+            "raw_state", "description", "report_time")}})
         self.subs = self.subs.select(["conn_id", "vendor", "row_number", "message_id",
                                       "custom_id", "vendor_code", "description"])
+        # numeric message ids as int64 (written back as text by ``columns.as_text``), the
+        # dictionaries with the smallest indices that fit
+        self.subs = pa.table({c: as_numbers(self.subs[c]) if c == "message_id"
+                              else narrow(self.subs[c]) for c in self.subs.column_names})
 
     def _settle_by_custom_id(self, idx: np.ndarray, route: np.ndarray) -> None:
         """Reports of ambiguous submissions (no message id of theirs known) by custom id."""
-        subs, reports = self.subs, self.reports
+        subs = self.subs
         if self.vendor not in CUSTOM_ID_PER_MESSAGE | CUSTOM_ID_PER_REQUEST:
             return
         open_subs = np.flatnonzero(bool_mask(pc.and_(pc.is_null(subs["message_id"]),
                                                      pc.is_valid(subs["custom_id"]))))
-        left = np.flatnonzero((idx < 0) & bool_mask(pc.is_valid(reports["custom_id"])))
+        names = ["custom_id", "mobile"] if needs_mobile(self.vendor) else ["custom_id"]
+        loose = self._loose(names)
+        has_id = bool_mask(pc.is_valid(loose["custom_id"]))
+        left = self.loose_rows[has_id]
         if not len(open_subs) or not len(left):
             return
-        names = ["custom_id", "mobile"] if needs_mobile(self.vendor) else ["custom_id"]
         known = subs.select(names).take(open_subs)
-        probe = reports.select(names).take(left)
+        probe = loose.filter(pa.array(has_id))
         found = lookup(
             custom_key(self.vendor, known["custom_id"], optional_column(known, "mobile")) or [],
             custom_key(self.vendor, probe["custom_id"], optional_column(probe, "mobile")) or [])
@@ -159,10 +191,11 @@ class Account:
         """
         if self.vendor not in SETTLED_BY_MOBILE:
             return
-        subs, reports = self.subs, self.reports
+        subs = self.subs
         open_subs = np.flatnonzero((self.status == SubmissionCode.AMBIGUOUS)
                                    & bool_mask(pc.is_null(subs["message_id"])))
-        left = np.flatnonzero(idx < 0)
+        still = idx[self.loose_rows] < 0
+        left = self.loose_rows[still]
         if not len(open_subs) or not len(left):
             return
         known = mobile_tail(subs["mobile"].take(open_subs))
@@ -170,7 +203,8 @@ class Account:
             known, pa.ChunkedArray) else pc.dictionary_encode(known)
         codes = ints(numbered.indices, -1)
         alone = np.bincount(codes[codes >= 0], minlength=len(numbered.dictionary)) == 1
-        found = lookup([known], [mobile_tail(reports["mobile"].take(left))])
+        found = lookup([known], [mobile_tail(self._loose(["mobile"])["mobile"].filter(
+            pa.array(still)))])
         hit = found >= 0
         hit[hit] = alone[codes[found[hit]]]
         sub = open_subs[np.where(hit, found, 0)]
@@ -180,9 +214,14 @@ class Account:
         idx[left[hit]] = sub[hit]
         route[left[hit]] = SettledBy.MOBILE
 
+    def _loose(self, names: list[str]) -> pa.Table:
+        """Columns of the reports no message id matched (``loose_rows``), wherever read."""
+        return pa.table({c: self.loose[c] if c in self.loose.column_names
+                         else self.reports[c].take(pa.array(self.loose_rows)) for c in names})
+
     def _best(self, idx: np.ndarray, matched: np.ndarray) -> np.ndarray:
         """Per submission the deciding report: the last final one, else the last of any."""
-        best = np.full(self.subs.num_rows, -1, np.int64)
+        best = np.full(self.subs.num_rows, -1, _index_type(self.reports.num_rows))
         if not matched.any():
             return best
         multi = matched & (self.seen[np.where(matched, idx, 0)] > 1)
@@ -190,7 +229,8 @@ class Account:
         best[idx[single]] = single  # one report: nothing to order (most messages)
         rows = np.flatnonzero(multi)
         if len(rows):
-            copies = self.reports.select(["report_key", "received_at"]).take(rows)
+            copies = self._take_reports(["report_key"], rows).append_column(
+                "received_at", self.reports["received_at"].take(pa.array(rows)))
             copies = dedupe(copies.append_column("_row", pa.array(rows)), "report_key")
             rows = copies["_row"].to_numpy()
             final = self.report_code[rows] <= FinalStatus.FAILED
@@ -228,6 +268,12 @@ class Account:
                 out.setdefault(days[i + 1], {"submitted": 0, "delivered": 0, "failed": 0,
                                              "unsettled": 0})[name] = int(counts[i + 1])
         return out
+
+
+def _index_type(rows: int) -> type[np.signedinteger]:
+    """Row positions among ``rows`` rows: four bytes each while they fit (half of int64 on
+    every per-report and per-submission array)."""
+    return np.int32 if rows < 2**31 - 1 else np.int64
 
 
 def on_connection(table: pa.Table, conn_id: str | None) -> pa.Table:

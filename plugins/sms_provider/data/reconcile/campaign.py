@@ -24,26 +24,18 @@ from sms_provider.data.reconcile.columns import distinct, ints
 from sms_provider.data.reconcile.discrepancies import find_discrepancies
 from sms_provider.data.reconcile.index import write_index
 from sms_provider.data.reconcile.matching import SUB_COLUMNS
-from sms_provider.data.reconcile.money import (
-    carrier_failures,
-    carrier_table,
-    money_columns,
-    overview_table,
-    price_rows,
-)
+from sms_provider.data.reconcile.money import carrier_table, overview_table, price_rows
 from sms_provider.data.reconcile.outcomes import (
     CampaignPart,
     Settings,
     reconcile_rows,
-    reconciliation_table,
     summary_table,
 )
 from sms_provider.data.reconcile.reading import list_campaigns, read
-from sms_provider.data.reconcile.shared import write_shared
+from sms_provider.data.reconcile.slices import write_recipient_rows
 from sms_provider.data.reconcile.statuses import DiscrepancyKind
 from sms_provider.data.reconcile.writer import (
     discrepancy_preview,
-    failure_reasons,
     latency_histogram,
     write_dataset,
     write_text,
@@ -83,7 +75,8 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
                        balance_tolerance: Decimal | int = 0,
                        price_per_item: Mapping[str, Any] | Decimal | str | float | None = None,
                        prices: PriceBook | None = None,
-                       accounts: AccountCache | None = None) -> ReconcileResult:
+                       accounts: AccountCache | None = None,
+                       slice_rows: int | None = None) -> ReconcileResult:
     """Write ``reconciliation/``, ``reconciliation_summary/``, ``discrepancies/`` and
     ``report.html`` for one campaign; return the counts and paths.
 
@@ -93,7 +86,9 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     ``prices``: the price file (:class:`~sms_provider.data.prices.PriceBook`), each
     row priced at the price in force when it was submitted; ``price_per_item`` (one
     price, or per conn_id, valid for ever) is the older shorthand. Without a price
-    money balances (EIMS) are not checked and nothing has an amount.
+    money balances (EIMS) are not checked and nothing has an amount. ``slice_rows``: prepared
+    rows per slice of the per-recipient outputs (``slices.SLICE_ROWS``); the outputs are the
+    same whatever it is.
     """
     now = now or datetime.now(UTC)
     settings = Settings(
@@ -113,8 +108,9 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
                            balance_tolerance=balance_tolerance, prices=settings.prices,
                            accounts=accounts)
 
+    # the numbers for the whole campaign; the text a slice at a time (``slices``)
     prepared = read(root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA,
-                    ["row_number", "mobile", "charge_items", "e164", "carrier"])
+                    ["row_number", "charge_items"])
     invalid = read(root, root.campaign(campaign_id, "rejected"), REJECTED_SCHEMA,
                    ["row_number"]).num_rows
     own = read(root, root.campaign(campaign_id, "submissions"), SUBMISSION_SCHEMA,
@@ -124,19 +120,18 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     del own  # the accounts hold what they need
 
     rows = reconcile_rows(prepared, parts, settings)
+    pa.default_memory_pool().release_unused()  # what building the accounts freed
     pricing = price_rows(parts, rows, settings.prices)
-    extra = money_columns(parts, rows, pricing, prepared["e164"], prepared["carrier"])
-    table = reconciliation_table(root, campaign_id, prepared.drop_columns(["e164"]), parts,
-                                 rows, extra)
-    del extra
+    written = write_recipient_rows(root, campaign_id, parts, rows, pricing, settings, now,
+                                   slice_rows=slice_rows)
     summary = summary_table(campaign_id, rows, invalid)
-    discrepancies = find_discrepancies(root, parts, table, rows, settings)
-    reasons, latency = failure_reasons(table, rows), latency_histogram(rows)
+    discrepancies = find_discrepancies(root, parts, written.charged_never_reported, settings)
+    latency = latency_histogram(rows)
     overview = overview_table(campaign_id, parts, rows, pricing,
                               ints(prepared["charge_items"]), settings.prices, discrepancies,
                               now)
-    carriers = carrier_table(campaign_id, parts, rows, pricing, table)
-    by_carrier = carrier_failures(table, rows)
+    carriers = carrier_table(campaign_id, parts, rows, pricing, written.carrier,
+                             written.failures)
     steps = [step for p in parts for step in balance_steps(
         root, p.account, p.submitted_ms[p.submitted_ms >= 0], settings.prices)]
     del parts, rows, pricing
@@ -148,19 +143,19 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     if attempts:
         from sms_provider.data.resend.across import across_attempts, attempt_summary
 
-        final, by_attempt = across_attempts(root, campaign_id, table, attempts)
+        final, by_attempt = across_attempts(root, campaign_id, attempts)
         paths["final"] = write_dataset(root, final, campaign_id, "final")
         paths["attempts"] = write_dataset(root, by_attempt, campaign_id, "attempts")
         resend = attempt_summary(by_attempt)
         del final, by_attempt
     paths |= {
-        "reconciliation": write_dataset(root, table, campaign_id, "reconciliation"),
+        "reconciliation": written.paths["reconciliation"],
         "reconciliation_summary": write_dataset(root, summary, campaign_id,
                                                 "reconciliation_summary"),
         "discrepancies": write_dataset(root, discrepancies, campaign_id, "discrepancies"),
         "overview": write_dataset(root, overview, campaign_id, "overview"),
         "carriers": write_dataset(root, carriers, campaign_id, "carriers"),
-        "shared_reconciliation": write_shared(root, table, campaign_id, now),
+        "shared_reconciliation": written.paths["shared_reconciliation"],
     }
     totals = {name: int(pc.sum(summary[name]).as_py() or 0)
               for name in SUMMARY_SCHEMA.names[2:]}
@@ -169,13 +164,13 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
         by_kind[kind] += 1
     html = html_report.render(
         campaign_id=campaign_id, generated_at=now, totals=totals,
-        failure_reasons=reasons,
+        failure_reasons=written.failures.reasons(),
         latency_counts=latency, latency_edges=html_report.LATENCY_EDGES_S,
         summary=summary.to_pylist(), discrepancies=discrepancy_preview(discrepancies),
         discrepancy_totals=by_kind, final_window_hours=final_window.total_seconds() / 3600,
         money=overview.to_pylist(), carriers=carriers.to_pylist(),
-        carrier_failures=by_carrier, balance=[step.as_row() for step in steps],
-        attempts=resend)
+        carrier_failures=written.failures.by_carrier(),
+        balance=[step.as_row() for step in steps], attempts=resend)
     paths["report_html"] = write_text(root, html, *root.campaign(campaign_id, "report.html"))
     return ReconcileResult(campaign_id=campaign_id, counts=totals, discrepancies=by_kind,
                            paths=paths, money=overview.to_pylist(),

@@ -78,6 +78,28 @@ def plain_text(column: Any) -> Any:
     return pc.cast(column, STRING) if pa.types.is_dictionary(column.type) else column
 
 
+def narrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary column with the smallest indices its dictionaries allow (int8 for a
+    handful of words: a quarter of the int32 indices a Parquet read gives, at ten million
+    rows 30 MiB saved a column); anything else as it is."""
+    if not pa.types.is_dictionary(column.type):
+        return column
+    size = max((len(c.dictionary) for c in column.chunks), default=0)
+    index = next((t for t, top in ((pa.int8(), 127), (pa.int16(), 32_767)) if size < top),
+                 None)
+    if index is None or column.type.index_type == index:
+        return column
+    return column.cast(pa.dictionary(index, column.type.value_type))
+
+
+def as_text(column: Any) -> Any:
+    """Plain strings of a text column however it is held: a dictionary decoded, an id kept as
+    int64 (``matching.as_numbers``) written back as the text it was."""
+    if pa.types.is_integer(column.type):
+        return pc.cast(column, STRING)
+    return plain_text(column)
+
+
 def distinct(column: pa.ChunkedArray) -> list[Any]:
     """The distinct values of a (possibly dictionary) column as Python objects."""
     return pc.unique(plain_text(pc.unique(column))).to_pylist() if len(column) else []

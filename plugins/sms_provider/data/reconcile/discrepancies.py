@@ -38,11 +38,12 @@ from sms_provider.data.storage import DataRoot
 REPORT_LEAD = timedelta(hours=1)
 
 
-def find_discrepancies(root: DataRoot, parts: list[CampaignPart], table: pa.Table, rows: Rows,
-                  s: Settings) -> pa.Table:
-    """This campaign's charged-never-reported rows, then per connection its unknown
+def find_discrepancies(root: DataRoot, parts: list[CampaignPart], charged: pa.Table,
+                       s: Settings) -> pa.Table:
+    """This campaign's charged-never-reported rows (``charged``, from
+    :func:`charged_never_reported` over each slice), then per connection its unknown
     reports, statistics and balance mismatches, as ``DISCREPANCY_SCHEMA``."""
-    pieces = [_charged_never_reported(table, rows, s)]
+    pieces = [charged]
     for p in parts:
         sent_ms = p.submitted_ms[p.submitted_ms >= 0]
         if not len(sent_ms):
@@ -57,8 +58,9 @@ def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=DISCREPANCY_SCHEMA)
 
 
-def _charged_never_reported(table: pa.Table, rows: Rows, s: Settings) -> pa.Table:
-    """Paid for (the vendor accepted and billed it) and never told what became of it."""
+def charged_never_reported(table: pa.Table, rows: Rows, s: Settings) -> pa.Table:
+    """Paid for (the vendor accepted and billed it) and never told what became of it
+    (``table``: ``reconciliation/`` rows, ``rows`` the same recipients')."""
     mask = ((rows.sub_status == SubmissionCode.SUBMITTED) & (rows.charge > 0)
             & (rows.final == FinalStatus.UNKNOWN))
     if not mask.any():

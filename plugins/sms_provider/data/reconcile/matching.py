@@ -76,6 +76,18 @@ def report_columns(vendor: str) -> list[str]:
     return [*columns, "vendor"] if not vendor else columns
 
 
+def deferred_report_columns(vendor: str) -> list[str]:
+    """The wide report columns read later, and only for the rows that need them: the
+    ``report_key`` of copies, and what the reports no message id matched are settled or
+    listed by (custom id, mobile). At ten million reports each is hundreds of MiB."""
+    columns = report_columns(vendor)
+    later = ["report_key"]
+    if vendor:  # known: custom ids and numbers only settle reports no message id matched
+        later += [c for c in ("custom_id", "mobile") if c in columns
+                  and not (c == "mobile" and vendor in MSGID_PER_REQUEST)]
+    return later
+
+
 def mobile_tail(mobile: Any) -> Any:
     """The 11-digit mainland number whatever prefix (86, 0086) a side wrote."""
     if not len(mobile) or (pc.max(pc.binary_length(mobile)).as_py() or 0) <= 11:
@@ -108,6 +120,16 @@ def lookup(known: list[Any], probe: list[Any]) -> np.ndarray:
     found = ints(pc.index_in(pa.array(right), value_set=pa.array(left)), -1)  # -1: "null"
     found[right < 0] = -1
     return found
+
+
+def as_numbers(column: Any) -> Any:
+    """Text ids as int64 where every one is a plain number that casting back gives unchanged
+    (a third of the memory of the text); otherwise the text as it is."""
+    column = plain_text(column)
+    if not len(column) or column.null_count == len(column) \
+            or pc.all(_canonical_number(column)).as_py() is False:
+        return column
+    return pc.cast(column, pa.int64())
 
 
 def _canonical_number(column: Any) -> Any:

@@ -25,6 +25,7 @@ from sms_provider.data.reconcile.balance import balance_unit
 from sms_provider.data.reconcile.columns import STRING, labels
 from sms_provider.data.reconcile.outcomes import CampaignPart, Rows
 from sms_provider.data.reconcile.statuses import FinalStatus, SubmissionCode
+from sms_provider.data.reconcile.tallies import FailureTally
 from sms_provider.data.schemas import CARRIER_SCHEMA, MONEY, OVERVIEW_SCHEMA
 
 
@@ -35,6 +36,11 @@ class Pricing:
     micros: np.ndarray
     currency: list[str | None]   # per part
     owner: np.ndarray            # per row the part it is counted under (unsent: the first)
+
+    def slice(self, lo: int, hi: int) -> Pricing:
+        """Rows ``lo`` to ``hi`` (views): the outputs are built a slice at a time."""
+        return Pricing(micros=self.micros[lo:hi], currency=self.currency,
+                       owner=self.owner[lo:hi])
 
 
 def price_rows(parts: list[CampaignPart], rows: Rows, book: PriceBook) -> Pricing:
@@ -128,13 +134,10 @@ def overview_table(campaign_id: str, parts: list[CampaignPart], rows: Rows, pric
 
 
 def carrier_table(campaign_id: str, parts: list[CampaignPart], rows: Rows, pricing: Pricing,
-                  table: pa.Table) -> pa.Table:
+                  carrier: np.ndarray, failures: FailureTally) -> pa.Table:
     """``carriers/``: delivery rate, latency and the top failure reason per connection and
-    carrier (only rows that were sent)."""
-    carrier = np.asarray(pc.index_in(table["carrier"], value_set=pa.array(CARRIERS))
-                         .fill_null(len(CARRIERS) - 1).to_numpy(zero_copy_only=False))
+    carrier (only rows that were sent); ``carrier``: per row its index in ``CARRIERS``."""
     failed = rows.final == FinalStatus.FAILED
-    reasons = table["reason"]
     out = []
     for p_index, p in enumerate(parts):
         for c_index, name in enumerate(CARRIERS):
@@ -143,12 +146,6 @@ def carrier_table(campaign_id: str, parts: list[CampaignPart], rows: Rows, prici
             if not sent:
                 continue
             latency = rows.latency_s[mine & ~np.isnan(rows.latency_s)]
-            top = None
-            fails = np.flatnonzero(mine & failed)
-            if len(fails):
-                counts = pc.value_counts(reasons.take(pa.array(fails))).to_pylist()
-                best = min(counts, key=lambda r: (-r["counts"], r["values"] or ""))
-                top = f"{best['values'] or '(none)'} ({best['counts']})"
             priced = mine & (pricing.micros >= 0) & (rows.sub_status != SubmissionCode.REJECTED)
             delivered = int((mine & (rows.final == FinalStatus.DELIVERED)).sum())
             out.append({
@@ -159,24 +156,8 @@ def carrier_table(campaign_id: str, parts: list[CampaignPart], rows: Rows, prici
                 "delivery_rate": delivered / sent,
                 "latency_p50_s": float(np.percentile(latency, 50)) if len(latency) else None,
                 "latency_p90_s": float(np.percentile(latency, 90)) if len(latency) else None,
-                "top_failure_reason": top,
+                "top_failure_reason": failures.top_reason(p_index, c_index),
                 "spend": (from_micros(int((rows.charge[priced] * pricing.micros[priced]).sum()))
                           if pricing.currency[p_index] is not None else None),
             })
     return pa.Table.from_pylist(out, schema=CARRIER_SCHEMA)
-
-
-def carrier_failures(table: pa.Table, rows: Rows, top: int = 3) -> dict[str, list]:
-    """Per carrier its commonest failure reasons (for the report)."""
-    failed = table.filter(pa.array(rows.final == FinalStatus.FAILED)).select(
-        ["carrier", "reason"])
-    if not failed.num_rows:
-        return {}
-    g = failed.group_by(["carrier", "reason"], use_threads=False).aggregate(
-        [([], "count_all")]).to_pylist()
-    out: dict[str, list] = {}
-    for r in sorted(g, key=lambda r: (-r["count_all"], r["reason"] or "")):
-        items = out.setdefault(r["carrier"] or "other", [])
-        if len(items) < top:
-            items.append((r["reason"] or "(none)", r["count_all"]))
-    return out

@@ -9,7 +9,7 @@ submission makes a message UNKNOWN; before that it is PENDING.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ from sms_provider.data.prices import PriceBook
 from sms_provider.data.reconcile.accounts import Account
 from sms_provider.data.reconcile.columns import (
     STRING,
+    as_text,
     at,
     day_buckets,
     first_positions,
@@ -31,15 +32,13 @@ from sms_provider.data.reconcile.columns import (
     repeat,
     span,
 )
-from sms_provider.data.reconcile.reading import read
 from sms_provider.data.reconcile.statuses import (
     FinalStatus,
     SettledBy,
     SubmissionCode,
     UnsentReason,
 )
-from sms_provider.data.schemas import PREPARED_SCHEMA, RECONCILIATION_SCHEMA, SUMMARY_SCHEMA
-from sms_provider.data.storage import DataRoot
+from sms_provider.data.schemas import RECONCILIATION_SCHEMA, SUMMARY_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,10 @@ class Rows:
     submitted_ms: np.ndarray  # -1 none
     latency_s: np.ndarray     # NaN without a final report
 
+    def slice(self, lo: int, hi: int) -> Rows:
+        """Rows ``lo`` to ``hi`` (views, no copies): the outputs are built a slice at a time."""
+        return Rows(**{f.name: getattr(self, f.name)[lo:hi] for f in fields(self)})
+
     @property
     def sent(self) -> np.ndarray:
         """Submitted or ambiguous: it may have reached the vendor."""
@@ -110,7 +113,10 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
     n = prepared.num_rows
     rn = ints(prepared["row_number"], -1)
     part = np.full(n, -1, np.int8)
-    sub = np.full(n, -1, np.int64)
+    biggest = max([0, *(len(p.account.campaign_code) for p in parts),
+                   *(len(p.account.report_code) for p in parts)])
+    index = np.int32 if biggest < 2**31 - 1 else np.int64  # positions: half the bytes
+    sub = np.full(n, -1, index)
     for p_index, p in enumerate(parts):  # a recipient sent twice keeps the first connection
         found = _row_lookup(rn, ints(p.account.subs["row_number"], -1)[span(p.positions)])
         take = (found >= 0) & (sub < 0)
@@ -118,7 +124,7 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
         part[take] = p_index
 
     sub_status = np.full(n, SubmissionCode.OTHER, np.int8)
-    best = np.full(n, -1, np.int64)
+    best = np.full(n, -1, index)
     report_code = np.full(n, FinalStatus.PENDING, np.int8)
     submitted_ms = np.full(n, -1, np.int64)
     when_ms = np.full(n, -1, np.int64)
@@ -155,10 +161,15 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
                 latency_s=latency)
 
 
+#: submission columns an account may hold as numbers (``matching.as_numbers``)
+_TEXT_IDS = frozenset({"message_id"})
+
+
 def _gather(parts: list[CampaignPart], part: np.ndarray, idx: np.ndarray, column: str, *,
             reports: bool = False) -> Any:
     """Per entry, ``column`` of its submission (or report) ``idx`` in its part's account;
-    null where ``idx`` is -1. Text comes back plain (dictionaries decoded)."""
+    null where ``idx`` is -1. Text comes back plain (dictionaries decoded, ids kept as numbers
+    as text)."""
     out = None
     for p_index, p in enumerate(parts):
         source = (p.account.reports if reports else p.account.subs)[column]
@@ -170,11 +181,13 @@ def _gather(parts: list[CampaignPart], part: np.ndarray, idx: np.ndarray, column
             continue
         else:
             values = source.take(pa.array(idx, mask=~mine | (idx < 0)))
-        values = plain_text(values)
+        values = as_text(values) if column in _TEXT_IDS else plain_text(values)
         out = values if out is None else pc.coalesce(out, values)
     if out is None:
+        if column in _TEXT_IDS or not parts:
+            return pa.nulls(len(idx), STRING)
         return pa.nulls(len(idx), source.type.value_type if pa.types.is_dictionary(source.type)
-                        else source.type) if parts else pa.nulls(len(idx), STRING)
+                        else source.type)
     return out
 
 
@@ -210,12 +223,12 @@ def _reasons(parts: list[CampaignPart], rows: Rows) -> pa.Array:
     return pc.coalesce(reason, labels(unsent, UnsentReason.LABELS))
 
 
-def reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
-                         parts: list[CampaignPart], rows: Rows,
-                         extra: Mapping[str, Any] | None = None) -> pa.Table:
-    """``reconciliation/``: one row per prepared recipient, as ``RECONCILIATION_SCHEMA``;
-    ``extra``: the columns other modules add (``money``: carrier, price, amount), null
-    where not given."""
+def reconciliation_table(campaign_id: str, prepared: pa.Table, parts: list[CampaignPart],
+                         rows: Rows, extra: Mapping[str, Any] | None = None) -> pa.Table:
+    """``reconciliation/``: one row per prepared recipient, as ``RECONCILIATION_SCHEMA``
+    (``prepared``: their ``row_number``, ``mobile`` and ``custom_id``; ``rows`` the same
+    recipients', a slice or all); ``extra``: the columns other modules add (``money``:
+    carrier, price, amount), null where not given."""
     n = prepared.num_rows
     part, sub = rows.part, rows.sub
     if len(parts) == 1 and (part == 0).all():  # the usual case: one connection, all sent
@@ -234,10 +247,8 @@ def reconciliation_table(root: DataRoot, campaign_id: str, prepared: pa.Table,
         message_id = pc.coalesce(message_id, _gather(
             parts, part, np.where(learned, rows.best, -1), "message_id", reports=True))
     custom_id = _gather(parts, part, sub, "custom_id")
-    if custom_id.null_count:  # not sent (or sent without one): our own id, read only now
-        custom_id = pc.coalesce(custom_id, read(
-            root, root.campaign(campaign_id, "prepared"), PREPARED_SCHEMA, ["custom_id"]
-        )["custom_id"])
+    if custom_id.null_count:  # not sent (or sent without one): our own id
+        custom_id = pc.coalesce(custom_id, prepared["custom_id"])
     report_time = _gather(parts, part, np.where(rows.final_report, rows.best, -1),
                           "report_time", reports=True)
     seen = np.zeros(n, np.int32)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -31,6 +32,21 @@ def read(root: DataRoot, parts: tuple[str, ...], schema: pa.Schema, columns: lis
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=wanted))
     data = ds.dataset(files, filesystem=root.fs, format=fmt, schema=schema)
     return data.to_table(columns=columns, filter=filter)
+
+
+def take(root: DataRoot, parts: tuple[str, ...], schema: pa.Schema, columns: list[str],
+         positions: np.ndarray) -> pa.Table:
+    """The columns wanted of the rows at ``positions`` (sorted, as :func:`read` numbers the
+    rows), read a batch at a time: a wide text column is only ever needed for a few rows
+    (copies of a report, reports matching nothing), and a whole one is hundreds of MiB."""
+    files = root.parquet_files(*parts)
+    if not files or not len(positions):
+        return empty(schema, columns)
+    wanted = [c for c in columns if c in DICTIONARY_COLUMNS]
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=wanted))
+    data = ds.dataset(files, filesystem=root.fs, format=fmt,
+                      schema=dictionary_schema(schema, wanted))
+    return data.take(pa.array(positions, pa.int64()), columns=columns)
 
 
 def dictionary_schema(schema: pa.Schema, names: Iterable[str]) -> pa.Schema:

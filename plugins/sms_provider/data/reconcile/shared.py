@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sms_provider.data.reconcile.columns import CHINA_OFFSET_MS, distinct, ms
-from sms_provider.data.storage import DataRoot
+from sms_provider.data.storage import DataRoot, ParquetSink
 
 DATASET = "reconciliation"
 #: the partition keys, in path order
@@ -42,29 +42,59 @@ def partition_schema() -> pa.Schema:
     return pa.schema([(name, pa.string()) for name in PARTITIONS])
 
 
-def _months(submitted: pa.ChunkedArray, now: datetime) -> pa.Array:
+def _months(submitted: pa.ChunkedArray, fallback_ms: int) -> pa.Array:
     when = ms(submitted, -1)
-    sent = when >= 0
-    fallback = int(when[sent].min()) if sent.any() else int(now.timestamp() * 1000)
-    local = np.where(sent, when, fallback) + CHINA_OFFSET_MS
+    local = np.where(when >= 0, when, fallback_ms) + CHINA_OFFSET_MS
     stamps = pa.array(local, pa.timestamp("ms"))
     return pc.strftime(stamps, format="%Y-%m")
 
 
-def write_shared(root: DataRoot, table: pa.Table, campaign_id: str, now: datetime) -> str:
-    """Replace this campaign's files in ``reconciliation/``; returns the dataset's path."""
-    name = f"{campaign_id.replace('/', '+')}.parquet"  # an attempt: <id>+attempt-2
-    for path in root.list_files(DATASET):
-        if path.rsplit("/", 1)[-1] == name:
-            root.fs.delete_file(path)
-    if table.num_rows:
+def unsent_month_ms(submitted_ms: np.ndarray, now: datetime) -> int:
+    """The moment whose month a row never sent is filed under: the campaign's first
+    submission, or the run."""
+    sent = submitted_ms[submitted_ms >= 0]
+    return int(sent.min()) if len(sent) else int(now.timestamp() * 1000)
+
+
+class SharedSink:
+    """This campaign's files in ``reconciliation/``, written a slice of rows at a time.
+
+    Opening deletes the campaign's files under every partition; each slice's rows
+    go to their partition's file, in order; :meth:`close` puts the files in place.
+    """
+
+    def __init__(self, root: DataRoot, schema: pa.Schema, campaign_id: str,
+                 unsent_ms: int) -> None:
+        self.root, self.unsent_ms = root, unsent_ms
+        self.name = f"{campaign_id.replace('/', '+')}.parquet"  # an attempt: <id>+attempt-2
+        self.schema = schema.remove(schema.get_field_index("vendor"))
+        for path in root.list_files(DATASET):
+            if path.rsplit("/", 1)[-1] == self.name:
+                root.fs.delete_file(path)
+        self.sinks: dict[str, ParquetSink] = {}
+
+    def write(self, table: pa.Table) -> None:
+        """The next rows of the campaign's ``reconciliation/`` table."""
+        if not table.num_rows:
+            return
         vendor = pc.fill_null(table["vendor"], NO_VENDOR)
         vendor = pc.if_else(pc.equal(vendor, ""), NO_VENDOR, vendor)
-        month = _months(table["submitted_at"], now)
+        keys = pc.binary_join_element_wise(_months(table["submitted_at"], self.unsent_ms),
+                                           vendor, "/")
         body = table.drop_columns(["vendor"])
-        keys = pc.binary_join_element_wise(month, vendor, "/")
         for key in distinct(keys):
-            m, v = key.split("/", 1)
-            piece = body.filter(pc.equal(keys, key))
-            root.write_table(piece, DATASET, f"month={m}", f"vendor={v}", name)
-    return root.path(DATASET)
+            if key not in self.sinks:
+                m, v = key.split("/", 1)
+                self.sinks[key] = self.root.open_parquet(
+                    self.schema, DATASET, f"month={m}", f"vendor={v}", self.name)
+            self.sinks[key].write(body.filter(pc.equal(keys, key)))
+
+    def abort(self) -> None:
+        """Drop the files begun (the campaign's earlier ones were deleted on opening)."""
+        for sink in self.sinks.values():
+            sink.abort()
+
+    def close(self) -> str:
+        for sink in self.sinks.values():
+            sink.close()
+        return self.root.path(DATASET)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,33 +16,67 @@ import pyarrow.compute as pc
 
 from sms_provider.data import html_report
 from sms_provider.data.reconcile.outcomes import Rows
-from sms_provider.data.reconcile.statuses import DiscrepancyKind, FinalStatus
-from sms_provider.data.storage import DataRoot
+from sms_provider.data.reconcile.statuses import DiscrepancyKind
+from sms_provider.data.storage import DataRoot, ParquetSink
 
-#: rows per output file at least (files are written in parallel)
+#: rows per output file at least (as many files as CPUs, so readers can split the work)
 ROWS_PER_FILE = 1_000_000
 
 
-def write_dataset(root: DataRoot, table: pa.Table, campaign_id: str, name: str) -> str:
-    """``part-00000.parquet`` …, the same names each run: a rerun replaces, never adds.
+class DatasetSink:
+    """``part-00000.parquet`` …, written a slice of rows at a time, the same names each run.
 
-    Big tables are cut in as many files as there are CPUs and written side by
-    side (the Parquet encoder is single-threaded; this halves the time on two).
+    A table of ``total_rows`` is cut in as many files as there are CPUs (at
+    least ``ROWS_PER_FILE`` rows each), each file holding its share of the rows
+    in order; slices go to whichever file their rows belong to, so no file and
+    no table has to be whole in memory. Files an earlier run left beyond these
+    names are removed on :meth:`close`: a rerun replaces, never adds.
     """
-    parts = max(1, min(os.cpu_count() or 1, table.num_rows // ROWS_PER_FILE))
-    step = -(-table.num_rows // parts) if table.num_rows else 0
-    names = [f"part-{i:05d}.parquet" for i in range(parts)]
 
-    def write(i: int) -> str:
-        piece = table.slice(i * step, step) if parts > 1 else table
-        return root.write_table(piece, *root.campaign(campaign_id, name, names[i]))
+    def __init__(self, root: DataRoot, schema: pa.Schema, campaign_id: str, name: str,
+                 total_rows: int) -> None:
+        self.root, self.schema, self.campaign_id, self.name = root, schema, campaign_id, name
+        self.files = max(1, min(os.cpu_count() or 1, total_rows // ROWS_PER_FILE))
+        self.step = -(-total_rows // self.files) if total_rows else 0
+        self.names = [f"part-{i:05d}.parquet" for i in range(self.files)]
+        self.sinks: dict[int, ParquetSink] = {}
+        self.written = 0
 
-    with ThreadPoolExecutor(parts) as pool:
-        written = set(pool.map(write, range(parts)))
-    for path in root.parquet_files(*root.campaign(campaign_id, name)):
-        if path not in written and path.rsplit("/", 1)[-1] not in names:
-            root.fs.delete_file(path)  # an earlier run cut the table in more files
-    return root.path(*root.campaign(campaign_id, name))
+    def _sink(self, i: int) -> ParquetSink:
+        if i not in self.sinks:
+            self.sinks[i] = self.root.open_parquet(
+                self.schema, *self.root.campaign(self.campaign_id, self.name, self.names[i]))
+        return self.sinks[i]
+
+    def write(self, table: pa.Table) -> None:
+        """The next rows, in order."""
+        while table.num_rows:
+            i = min(self.written // self.step, self.files - 1)
+            take = (table.num_rows if i == self.files - 1
+                    else min(table.num_rows, (i + 1) * self.step - self.written))
+            self._sink(i).write(table.slice(0, take))
+            table = table.slice(take)
+            self.written += take
+
+    def abort(self) -> None:
+        """Drop the files begun (those of the last whole run are only replaced on close)."""
+        for sink in self.sinks.values():
+            sink.abort()
+
+    def close(self) -> str:
+        """Finish every file (one with no rows still has the columns) and drop older ones."""
+        written = {self._sink(i).close() for i in range(self.files)}
+        for path in self.root.parquet_files(*self.root.campaign(self.campaign_id, self.name)):
+            if path not in written and path.rsplit("/", 1)[-1] not in self.names:
+                self.root.fs.delete_file(path)  # an earlier run cut the table in more files
+        return self.root.path(*self.root.campaign(self.campaign_id, self.name))
+
+
+def write_dataset(root: DataRoot, table: pa.Table, campaign_id: str, name: str) -> str:
+    """A whole (small) table as ``DatasetSink`` lays it out."""
+    sink = DatasetSink(root, table.schema, campaign_id, name, table.num_rows)
+    sink.write(table)
+    return sink.close()
 
 
 def write_text(root: DataRoot, text: str, *parts: str) -> str:
@@ -63,17 +96,6 @@ def write_text(root: DataRoot, text: str, *parts: str) -> str:
 
 
 # --- what the analyst's report shows -------------------------------------------------
-
-def failure_reasons(table: pa.Table, rows: Rows, top: int = 10) -> list[tuple[str, int]]:
-    """The commonest reasons of FAILED rows, the rest as ``other``."""
-    reasons = table["reason"].filter(pa.array(rows.final == FinalStatus.FAILED))
-    counts = sorted(((r["values"] or "(none)", r["counts"])
-                     for r in pc.value_counts(reasons).to_pylist()),
-                    key=lambda item: (-item[1], item[0]))
-    if len(counts) > top:
-        counts = [*counts[:top - 1], ("other", sum(c for _, c in counts[top - 1:]))]
-    return counts
-
 
 def latency_histogram(rows: Rows) -> list[int]:
     """Rows per ``html_report.LATENCY_EDGES_S`` bucket of report latency."""

@@ -62,10 +62,16 @@ def _attempt_rows(root: DataRoot, campaign_id: str, attempt: int,
                     schema=ATTEMPT_SCHEMA)
 
 
-def across_attempts(root: DataRoot, campaign_id: str, first: pa.Table,
+def across_attempts(root: DataRoot, campaign_id: str,
                     attempts: Sequence[int]) -> tuple[pa.Table, pa.Table]:
-    """``final/`` and ``attempts/`` of a campaign whose own reconciliation is ``first``
-    and whose resend attempts (2, 3, ...) are ``attempts``, each reconciled already."""
+    """``final/`` and ``attempts/`` of a campaign and its resend attempts (2, 3, ...),
+    each reconciled and written already.
+
+    The campaign's own rows are read back from its ``reconciliation/``: reconcile
+    streams them out a slice at a time and holds no whole table of them.
+    """
+    first = read(root, root.campaign(campaign_id, "reconciliation"), RECONCILIATION_SCHEMA,
+                 [*_FROM_RECON, "mobile"])
     per = [_attempt_rows(root, campaign_id, 1, first),
            *(_attempt_rows(root, campaign_id, k, None) for k in attempts)]
     rows = pa.concat_tables(per)
