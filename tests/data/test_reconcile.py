@@ -136,6 +136,24 @@ def root(tmp_path: Path) -> DataRoot:
 
 # --- matching and final states -------------------------------------------------------------
 
+def test_a_report_stamped_before_the_submission_has_no_negative_latency(root: DataRoot
+                                                                         ) -> None:
+    """Chuanglan stamps its reports to the minute (``reportTime`` YYMMDDhhmm): a message
+    delivered within the minute it was sent reads as reported before it left."""
+    conn, vendor = "sms_cl", "chuanglan"
+    sent = OLD.replace(second=40)
+    write_campaign(root, "c1", vendor, conn, [{"row_number": 1, "submitted_at": sent},
+                                              {"row_number": 2, "submitted_at": sent}])
+    write_reports(root, conn, vendor, [
+        report("c1-m1", mobile_for(vendor, 1), DELIVERED, sent.replace(second=0)),
+        report("c1-m2", mobile_for(vendor, 2), DELIVERED, sent + timedelta(seconds=80))],
+        sent + timedelta(minutes=2))
+    reconcile_campaign(root, "c1", now=NOW)
+    rows = by_row(read(root, "c1", "reconciliation"))
+    assert rows[1]["final_status"] == "DELIVERED" and rows[1]["latency_s"] == 0.0
+    assert rows[2]["latency_s"] == pytest.approx(80.0)
+
+
 def test_delayed_duplicated_out_of_order_reports(root: DataRoot) -> None:
     conn, vendor = "sms_ims", "emay_ims"
     write_campaign(root, "c1", vendor, conn, [{"row_number": i} for i in range(1, 7)])

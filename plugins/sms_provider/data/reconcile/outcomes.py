@@ -155,7 +155,10 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
     charge[settled] = ints(prepared["charge_items"].take(pa.array(settled)))
     latency = np.full(n, np.nan)
     timed = final_report & (submitted_ms >= 0)
-    latency[timed] = (when_ms[timed] - submitted_ms[timed]) / 1000.0
+    # never below zero: a report stamped before our submission is the vendor's clock or
+    # its precision (Chuanglan's report times are to the minute), not a message that
+    # arrived before it left
+    latency[timed] = np.maximum(when_ms[timed] - submitted_ms[timed], 0) / 1000.0
     return Rows(part=part, sub=sub, best=best, sub_status=sub_status, final=final,
                 final_report=final_report, charge=charge, submitted_ms=submitted_ms,
                 latency_s=latency)
