@@ -24,6 +24,7 @@ from sms_provider.data.reconcile.columns import distinct, ints
 from sms_provider.data.reconcile.discrepancies import find_discrepancies
 from sms_provider.data.reconcile.index import write_index
 from sms_provider.data.reconcile.matching import SUB_COLUMNS
+from sms_provider.data.reconcile.memory import release, returned_memory
 from sms_provider.data.reconcile.money import carrier_table, overview_table, price_rows
 from sms_provider.data.reconcile.outcomes import (
     CampaignPart,
@@ -90,6 +91,20 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     rows per slice of the per-recipient outputs (``slices.SLICE_ROWS``); the outputs are the
     same whatever it is.
     """
+    with returned_memory():
+        return _reconcile(root, campaign_id, final_window=final_window, now=now,
+                          statistics_tolerance=statistics_tolerance,
+                          balance_tolerance=balance_tolerance, price_per_item=price_per_item,
+                          prices=prices, accounts=accounts, slice_rows=slice_rows)
+
+
+def _reconcile(root: DataRoot, campaign_id: str, *, final_window: timedelta,
+               now: datetime | None, statistics_tolerance: float,
+               balance_tolerance: Decimal | int,
+               price_per_item: Mapping[str, Any] | Decimal | str | float | None,
+               prices: PriceBook | None, accounts: AccountCache | None,
+               slice_rows: int | None) -> ReconcileResult:
+    """The body of :func:`reconcile_campaign`, run with its allocator."""
     now = now or datetime.now(UTC)
     settings = Settings(
         final_window_ms=int(final_window.total_seconds() * 1000),
@@ -120,7 +135,7 @@ def reconcile_campaign(root: DataRoot, campaign_id: str, *,
     del own  # the accounts hold what they need
 
     rows = reconcile_rows(prepared, parts, settings)
-    pa.default_memory_pool().release_unused()  # what building the accounts freed
+    release()  # what building the accounts freed
     pricing = price_rows(parts, rows, settings.prices)
     written = write_recipient_rows(root, campaign_id, parts, rows, pricing, settings, now,
                                    slice_rows=slice_rows)

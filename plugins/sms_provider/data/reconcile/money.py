@@ -51,7 +51,7 @@ def price_rows(parts: list[CampaignPart], rows: Rows, book: PriceBook) -> Pricin
         mine = np.flatnonzero(rows.part == p_index)
         if len(mine):
             micros[mine] = book.micros_at(p.account.conn_id, rows.submitted_ms[mine])
-    owner = np.where(rows.part >= 0, rows.part, 0 if parts else -1)
+    owner = np.where(rows.part >= 0, rows.part, 0 if parts else -1).astype(np.int8)  # as part
     return Pricing(micros=micros, currency=[book.currency(p.account.conn_id) for p in parts],
                    owner=owner)
 

@@ -31,6 +31,7 @@ from sms_provider.data.reconcile.columns import (
     plain_text,
     repeat,
     span,
+    take_rows,
 )
 from sms_provider.data.reconcile.statuses import (
     FinalStatus,
@@ -59,7 +60,9 @@ class CampaignPart:
         self.account = account
         code = (account.campaigns.index(campaign_id)
                 if campaign_id in account.campaigns else -1)
-        self.positions = np.flatnonzero(account.campaign_code == code)
+        #: this campaign's rows in the account, int32 while they fit (like every position)
+        self.positions = np.flatnonzero(account.campaign_code == code).astype(
+            np.int32 if len(account.campaign_code) < 2**31 - 1 else np.int64)
 
     @property
     def submitted_ms(self) -> np.ndarray:
@@ -183,7 +186,7 @@ def _gather(parts: list[CampaignPart], part: np.ndarray, idx: np.ndarray, column
         elif not (mine & (idx >= 0)).any():
             continue
         else:
-            values = source.take(pa.array(idx, mask=~mine | (idx < 0)))
+            values = take_rows(source, idx, ~mine | (idx < 0))
         values = as_text(values) if column in _TEXT_IDS else plain_text(values)
         out = values if out is None else pc.coalesce(out, values)
     if out is None:

@@ -1,0 +1,48 @@
+"""The allocator a reconciliation runs with: memory it frees goes back to the system.
+
+A big campaign's reconciliation allocates and frees large Arrow buffers step
+after step (the accounts, the per-recipient figures, two slices of the
+per-recipient table at a time). Arrow's default pool keeps freed pages for
+reuse, so the process's peak RSS is the sum of steps that never overlap, not
+the largest of them. Jemalloc with no decay returns each freed page at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pyarrow as pa
+
+#: Arrow's own setting for its jemalloc pool (ms before freed pages go back), restored after
+ARROW_JEMALLOC_DECAY_MS = 1000
+
+
+@contextmanager
+def returned_memory() -> Iterator[None]:
+    """Run the block with Arrow's jemalloc pool returning freed pages at once (where this
+    Arrow build has jemalloc; else the default pool, released after the block)."""
+    previous = pa.default_memory_pool()
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a build without jemalloc: the default pool, released after
+        pool = None
+    if pool is None or previous.backend_name == "jemalloc":
+        try:
+            yield
+        finally:
+            release()
+        return
+    pa.jemalloc_set_decay_ms(0)
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+        pa.jemalloc_set_decay_ms(ARROW_JEMALLOC_DECAY_MS)
+        release()
+
+
+def release() -> None:
+    """Give the pages freed so far back to the system (between big steps)."""
+    pa.default_memory_pool().release_unused()
