@@ -89,7 +89,7 @@ class Account:
         self.vendor = vendor or next((v for v in distinct(self.reports["vendor"]) if v), "")
         self.status = codes_of(self.subs["status"], SubmissionCode.LABELS, SubmissionCode.OTHER)
         self.submitted_ms = ms(self.subs["submitted_at"], -1)
-        self.charge = ints(self.subs["charge_items"])
+        self.charge = ints(self.subs["charge_items"]).astype(np.int32)  # as the schema's
         self._daily: dict[int, dict[str, int]] | None = None
         self._match()
 
@@ -127,6 +127,7 @@ class Account:
         self.report_code = codes_of(reports["status"], FinalStatus.REPORT_LABELS,
                                     FinalStatus.UNKNOWN)
         self.best = self._best(idx, matched)
+        del subs, reports, idx, matched  # held here, they would outlive what _slim drops
         self._slim()
 
     def _slim(self) -> None:
@@ -140,7 +141,12 @@ class Account:
         self.strays = pa.table({c: loose[c] if c in loose.column_names
                                 else self.reports[c].take(pa.array(stray)) for c in names})
         self.strays_received = self.report_received[stray]
-        del self.loose, self.report_received
+        del self.loose, self.report_received, stray, still
+        # what the outputs never read goes first, so the conversions below run in less memory
+        self.subs = self.subs.select(["conn_id", "vendor", "row_number", "message_id",
+                                      "custom_id", "vendor_code", "description"])
+        self.reports = self.reports.select(["message_id", "raw_state", "description",
+                                            "report_time"])
         # a report's message id is only written for an ambiguous submission it settled, and
         # those were all loose (no message id of ours to match): keep only theirs
         keep = np.zeros(self.reports.num_rows, bool)
@@ -150,8 +156,6 @@ class Account:
             ids = pc.if_else(pa.array(keep), ids, pa.scalar(None, ids.type))
         self.reports = pa.table({"message_id": ids, **{c: narrow(self.reports[c]) for c in (
             "raw_state", "description", "report_time")}})
-        self.subs = self.subs.select(["conn_id", "vendor", "row_number", "message_id",
-                                      "custom_id", "vendor_code", "description"])
         # numeric message ids as int64 (written back as text by ``columns.as_text``), the
         # dictionaries with the smallest indices that fit
         self.subs = pa.table({c: as_numbers(self.subs[c]) if c == "message_id"

@@ -131,7 +131,7 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
     report_code = np.full(n, FinalStatus.PENDING, np.int8)
     submitted_ms = np.full(n, -1, np.int64)
     when_ms = np.full(n, -1, np.int64)
-    charge = np.zeros(n, np.int64)
+    charge = np.zeros(n, np.int32)  # charge_items is int32; sums and products go int64
     for p_index, p in enumerate(parts):
         a = p.account
         mine: Any = part == p_index
