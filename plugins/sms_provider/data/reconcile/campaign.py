@@ -135,6 +135,7 @@ def _reconcile(root: DataRoot, campaign_id: str, *, final_window: timedelta,
     del own  # the accounts hold what they need
 
     rows = reconcile_rows(prepared, parts, settings)
+    prepared = prepared.select(["charge_items"])  # the row numbers have found their rows
     release()  # what building the accounts freed
     pricing = price_rows(parts, rows, settings.prices)
     written = write_recipient_rows(root, campaign_id, parts, rows, pricing, settings, now,

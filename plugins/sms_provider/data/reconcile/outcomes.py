@@ -137,11 +137,15 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
         mine: Any = part == p_index
         mine = slice(None) if mine.all() else np.flatnonzero(mine)
         rows = span(sub[mine])  # a slice when in order: no gathering at all
-        sub_status[mine] = a.status[rows]
-        submitted_ms[mine] = a.submitted_ms[rows]
+        if isinstance(mine, slice) and isinstance(rows, slice) and a.best.dtype == best.dtype:
+            # every row on this account, in its order (the usual case): views, not copies
+            sub_status, submitted_ms, best = a.status[rows], a.submitted_ms[rows], a.best[rows]
+        else:
+            sub_status[mine] = a.status[rows]
+            submitted_ms[mine] = a.submitted_ms[rows]
+            best[mine] = a.best[rows]
         charge[mine] = a.charge[rows]
-        b = a.best[rows]
-        best[mine] = b
+        b = best[mine]
         report_code[mine] = at(a.report_code, b, FinalStatus.PENDING)
         when_ms[mine] = at(a.report_when, b, -1)
 
