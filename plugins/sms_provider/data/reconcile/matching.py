@@ -9,8 +9,8 @@ the profiles once, so a lookup per batch stays a set membership.
 
 :func:`lookup` turns keys into integers first: message ids are mostly plain
 numbers, which are their own codes; anything else is numbered through one
-dictionary over both sides. One hash lookup (or a plain array) then matches
-ten million reports.
+dictionary over both sides. A plain array (dense codes) or a binary search in
+the sorted known codes then matches ten million reports.
 """
 
 from __future__ import annotations
