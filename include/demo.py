@@ -28,6 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import requests
 
+from sms_provider.data.resend.across import attempt_summary
+
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = "【Shop】Hi {name}, your code is {code}"
 LOGINS = {"emay_ims": ("app_id", "secret_key", {"mode": "secure"}),
@@ -122,14 +124,13 @@ def resend_failures(campaign: str, env: dict[str, str]) -> bool:
         print("  not resent:", ", ".join(f"{n} {r}" for r, n in why.most_common()))
     attempts = data / "attempts"
     if attempts.exists():
-        rows = ds.dataset(attempts).to_table().to_pylist()
-        for number in sorted({r["attempt"] for r in rows}):
-            mine = [r for r in rows if r["attempt"] == number]
-            priced = [r["charge_amount"] for r in mine if r["charge_amount"] is not None]
-            spend = f"{sum(priced):.2f} {mine[0]['currency'] or ''}" if priced else "no price"
-            delivered = sum(r["final_status"] == "DELIVERED" for r in mine)
-            print(f"  attempt {number}: {len(mine)} recipient(s), {delivered} delivered, "
-                  f"spend {spend}" + (" (recovered by the resend)" if number > 1 else ""))
+        for line in attempt_summary(ds.dataset(attempts).to_table()):
+            spend = (f"{line['spend']:.2f} {line['currency'] or ''}"
+                     if line["spend"] is not None else "no price")
+            print(f"  attempt {line['attempt']} through {line['conn_id']}: "
+                  f"{line['recipients']} recipient(s), {line['delivered']} delivered, "
+                  f"spend {spend}" + (" (recovered by the resend)" if line["attempt"] > 1
+                                      else ""))
     return ok
 
 

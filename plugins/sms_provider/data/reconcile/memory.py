@@ -26,15 +26,13 @@ def returned_memory() -> Iterator[None]:
     try:
         pool = pa.jemalloc_memory_pool()
     except NotImplementedError:  # a build without jemalloc: the default pool, released after
-        pool = None
-    if pool is None or previous.backend_name == "jemalloc":
         try:
             yield
         finally:
             release()
         return
     pa.jemalloc_set_decay_ms(0)
-    pa.set_memory_pool(pool)
+    pa.set_memory_pool(pool)  # the same pool already where jemalloc is the default
     try:
         yield
     finally:
