@@ -7,10 +7,10 @@ the column is an estimate, good for comparing delivery between carriers, not
 for billing.
 
 ``name_for_number`` costs a parse per row; here the same answer comes from the
-same prefix table (``phonenumbers.carrierdata``) on Arrow arrays: for each
-prefix length, longest first, one hash lookup of every still-unresolved row's
-prefix among the table's keys of that length. ``carrier_baseline`` is the
-per-row reference the tests hold it to.
+same prefix table (``phonenumbers.carrierdata``) on whole columns: the keys,
+which nest, laid out once as ranges of a number's first digits, and every
+number's range found by one binary search. ``carrier_baseline`` is the per-row
+reference the tests hold it to.
 """
 
 from __future__ import annotations
@@ -36,36 +36,103 @@ def category(name: str | None) -> str:
 
 
 @cache
-def _tables() -> list[tuple[int, pa.Array, np.ndarray]]:
-    """Per prefix length (longest first): the keys with an English name, and their codes."""
-    by_length: dict[int, tuple[list[str], list[int]]] = {}
+def _tables() -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Per prefix length (longest first): the keys with an English name as sorted integers
+    (E.164 prefixes never start with 0), and their codes in the same order."""
+    by_length: dict[int, tuple[list[int], list[int]]] = {}
     for key, names in carrierdata.CARRIER_DATA.items():
         name = names.get("en")
         if name is None:  # no English name: libphonenumber tries a shorter prefix
             continue
         keys, codes = by_length.setdefault(len(key), ([], []))
-        keys.append(key)
+        keys.append(int(key))
         codes.append(CARRIERS.index(category(name)))
-    return [(length, pa.array(keys, pa.string()), np.array(codes, np.int8))
-            for length, (keys, codes) in sorted(by_length.items(), reverse=True)]
+    tables = []
+    for length, (keys, codes) in sorted(by_length.items(), reverse=True):
+        order = np.argsort(keys, kind="stable")
+        tables.append((length, np.array(keys, np.int64)[order],
+                       np.array(codes, np.int8)[order]))
+    return tables
+
+
+@cache
+def _ranges() -> tuple[int, np.ndarray, np.ndarray]:
+    """The keys as one partition of the numbers' first ``width`` digits (the longest key's
+    length): where each range starts, and the code of the longest key covering it (-1
+    none). Prefixes nest, so the longest match of a number is the range it falls in."""
+    tables = _tables()
+    width = max((length for length, _, _ in tables), default=0)
+    spans = sorted((int(k) * 10 ** (width - length), -(int(k) + 1) * 10 ** (width - length),
+                    int(c)) for length, keys, codes in tables for k, c in zip(keys, codes,
+                                                                                strict=True))
+    starts: list[int] = []
+    values: list[int] = []
+
+    def mark(at: int, code: int) -> None:
+        if starts and starts[-1] == at:
+            values[-1] = code
+        else:
+            starts.append(at)
+            values.append(code)
+
+    open_spans: list[tuple[int, int]] = []  # (end, code), innermost last
+    for start, minus_end, code in spans:
+        while open_spans and open_spans[-1][0] <= start:
+            ended, _ = open_spans.pop()
+            mark(ended, open_spans[-1][1] if open_spans else -1)
+        mark(start, code)
+        open_spans.append((-minus_end, code))
+    while open_spans:
+        ended, _ = open_spans.pop()
+        mark(ended, open_spans[-1][1] if open_spans else -1)
+    return width, np.array(starts, np.int64), np.array(values, np.int8)
+
+
+#: longest number held as an int64 here (E.164 allows 15 digits)
+_MAX_DIGITS = 18
 
 
 def carrier_codes(e164: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Per E.164 number (digits, no "+") the index of its carrier in ``CARRIERS``."""
+    """Per E.164 number (digits, no "+") the index of its carrier in ``CARRIERS``.
+
+    Each number is read as an integer once; one binary search of its first
+    digits among the key ranges (:func:`_ranges`) finds its longest key. Numbers
+    shorter than the longest key try each key length, longest first. Anything
+    not plain digits matches no key (every key is digits).
+    """
     column = e164.combine_chunks() if isinstance(e164, pa.ChunkedArray) else e164
     column = pc.fill_null(column.cast(pa.string()), "")
     n = len(column)
-    code = np.full(n, -1, np.int8)
-    for length, keys, codes in _tables():
-        left = np.flatnonzero(code < 0)
-        if not len(left):
-            break
-        probe = column if len(left) == n else column.take(pa.array(left))
-        found = pc.index_in(pc.utf8_slice_codeunits(probe, 0, length), value_set=keys)
-        found = np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), np.int64)
+    code = np.full(n, CARRIERS.index(OTHER), np.int8)
+    if not n:
+        return code
+    digits = np.asarray(pc.utf8_length(column).to_numpy(zero_copy_only=False), np.int64)
+    plain = np.asarray(pc.ascii_is_decimal(column).to_numpy(zero_copy_only=False), bool) \
+        & (digits > 0) & (digits <= _MAX_DIGITS)
+    if not plain.any():
+        return code
+    rows = np.flatnonzero(plain)
+    probe = column if len(rows) == n else column.take(pa.array(rows))
+    number = np.asarray(pc.cast(probe, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+    digits = digits[rows]
+    width, starts, values = _ranges()
+    long = np.flatnonzero(digits >= width)
+    if len(long):
+        head = number[long] // (10 ** (digits[long] - width))
+        found = values[np.maximum(np.searchsorted(starts, head, side="right") - 1, 0)]
+        found[head < starts[0]] = -1
         hit = found >= 0
-        code[left[hit]] = codes[found[hit]]
-    code[code < 0] = CARRIERS.index(OTHER)
+        code[rows[long[hit]]] = found[hit]
+    left = digits < width
+    for length, keys, codes in _tables():
+        can = np.flatnonzero(left & (digits >= length))
+        if not len(can):
+            continue
+        prefix = number[can] // (10 ** (digits[can] - length))
+        at = np.minimum(np.searchsorted(keys, prefix), len(keys) - 1)
+        hit = keys[at] == prefix
+        code[rows[can[hit]]] = codes[at[hit]]
+        left[can[hit]] = False
     return code
 
 

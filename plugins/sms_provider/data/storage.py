@@ -94,10 +94,12 @@ class DataRoot:
         self.fs.move(tmp, target)
         return target
 
-    def open_parquet(self, schema: pa.Schema, *parts: str) -> ParquetSink:
+    def open_parquet(self, schema: pa.Schema, *parts: str,
+                     dictionary: bool | list[str] = True) -> ParquetSink:
         """A Parquet file written a table at a time, renamed into place when closed (so a
-        big output never has to be whole in memory, and a reader never sees half)."""
-        return ParquetSink(self, schema, self.path(*parts))
+        big output never has to be whole in memory, and a reader never sees half).
+        ``dictionary``: the columns to dictionary-encode (all by default)."""
+        return ParquetSink(self, schema, self.path(*parts), dictionary)
 
     def read_table(self, *parts: str) -> pa.Table:
         return pq.read_table(self.path(*parts), filesystem=self.fs)
@@ -137,12 +139,14 @@ class ParquetSink:
     object store has no rename, and its upload completes on close.
     """
 
-    def __init__(self, root: DataRoot, schema: pa.Schema, target: str) -> None:
+    def __init__(self, root: DataRoot, schema: pa.Schema, target: str,
+                 dictionary: bool | list[str] = True) -> None:
         self.root, self.target = root, target
         root.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         folder, _, name = target.rpartition("/")
         self.tmp = f"{folder}/_tmp-{uuid.uuid4().hex}-{name}" if root.is_local else target
-        self.writer = pq.ParquetWriter(self.tmp, schema, filesystem=root.fs)
+        self.writer = pq.ParquetWriter(self.tmp, schema, filesystem=root.fs,
+                                       use_dictionary=dictionary)
 
     def write(self, table: pa.Table) -> None:
         self.writer.write_table(table)

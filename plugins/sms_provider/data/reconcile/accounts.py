@@ -25,6 +25,7 @@ from sms_provider.data.reconcile.columns import (
     ints,
     ms,
     narrow,
+    one_chunk,
     optional_column,
 )
 from sms_provider.data.reconcile.matching import (
@@ -154,12 +155,14 @@ class Account:
         ids = self.reports["message_id"]
         if not keep.all():
             ids = pc.if_else(pa.array(keep), ids, pa.scalar(None, ids.type))
-        self.reports = pa.table({"message_id": ids, **{c: narrow(self.reports[c]) for c in (
-            "raw_state", "description", "report_time")}})
+        self.reports = pa.table({"message_id": ids, **{c: one_chunk(narrow(self.reports[c]))
+                                                       for c in ("raw_state", "description",
+                                                                 "report_time")}})
         # numeric message ids as int64 (written back as text by ``columns.as_text``), the
         # dictionaries with the smallest indices that fit
-        self.subs = pa.table({c: as_numbers(self.subs[c]) if c == "message_id"
-                              else narrow(self.subs[c]) for c in self.subs.column_names})
+        self.subs = pa.table({c: one_chunk(as_numbers(self.subs[c]) if c == "message_id"
+                                           else narrow(self.subs[c]))
+                              for c in self.subs.column_names})
 
     def _settle_by_custom_id(self, idx: np.ndarray, route: np.ndarray) -> None:
         """Reports of ambiguous submissions (no message id of theirs known) by custom id."""

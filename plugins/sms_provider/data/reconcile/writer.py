@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sms_provider.data import html_report
+from sms_provider.data.reconcile.columns import dictionary_columns
 from sms_provider.data.reconcile.outcomes import Rows
 from sms_provider.data.reconcile.statuses import DiscrepancyKind
 from sms_provider.data.storage import DataRoot, ParquetSink
@@ -45,7 +46,8 @@ class DatasetSink:
     def _sink(self, i: int) -> ParquetSink:
         if i not in self.sinks:
             self.sinks[i] = self.root.open_parquet(
-                self.schema, *self.root.campaign(self.campaign_id, self.name, self.names[i]))
+                self.schema, *self.root.campaign(self.campaign_id, self.name, self.names[i]),
+                dictionary=dictionary_columns(self.schema))
         return self.sinks[i]
 
     def write(self, table: pa.Table) -> None:
