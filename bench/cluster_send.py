@@ -42,8 +42,12 @@ def write_recipients(path: Path, count: int) -> None:
 def send_rate(workers: int, args: argparse.Namespace) -> float:
     workdir = Path(tempfile.mkdtemp(prefix="sms-bench-cluster-"))
     names = [f"bench-{i}" for i in range(workers)]
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = ({name: {cores[i % len(cores)]} for i, name in enumerate(names)}
+              if args.core_per_worker else None)
     stack = ClusterStack(workdir, workers=names, concurrency=args.concurrency,
-                         extras={"eums": {"max_batch": 1000, "send_concurrency": 4}})
+                         extras={"eums": {"max_batch": 1000, "send_concurrency": 4}},
+                         worker_cpus=pinned)
     try:
         stack.start()
         stack.sim.faults({"kind": "latency", "vendor": "eums", "path": "send",
@@ -61,6 +65,13 @@ def send_rate(workers: int, args: argparse.Namespace) -> float:
         end = max(datetime.fromisoformat(t["end_date"]) for t in shards)
         seconds = (end - start).total_seconds()
         hosts = sorted({t["hostname"] for t in shards})
+        for t in sorted(shards, key=lambda t: t["start_date"]):
+            began = datetime.fromisoformat(t["start_date"])
+            queued = datetime.fromisoformat(t["queued_when"])
+            print(f"  shard {t['map_index']}: queued at {(queued - start).total_seconds():5.1f}"
+                  f" s, on {t['hostname']} from {(began - start).total_seconds():5.1f} s for "
+                  f"{(datetime.fromisoformat(t['end_date']) - began).total_seconds():5.1f} s",
+                  flush=True)
         assert stack.sim.count("eums") == args.recipients
         rate = args.recipients / seconds
         print(f"{workers} worker(s) {hosts}: {len(shards)} shards, send phase {seconds:.1f} s, "
@@ -68,7 +79,10 @@ def send_rate(workers: int, args: argparse.Namespace) -> float:
         return rate
     finally:
         stack.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"  logs kept in {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> int:
@@ -79,6 +93,12 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.05,
                         help="seconds the simulator holds each send (default 0.05)")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--core-per-worker", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="each worker and its tasks on a core of its own, as on hosts "
+                             "of their own (default); --no-core-per-worker: any core")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each run's folder (the services' logs) and say where")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     one = send_rate(1, args)

@@ -92,8 +92,10 @@ class ClusterStack:
 
     def __init__(self, workdir: Path, *, workers: Sequence[str] = ("worker-a", "worker-b"),
                  concurrency: int = 2, extras: Mapping[str, dict[str, Any]] | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 worker_cpus: Mapping[str, set[int]] | None = None) -> None:
         self.workdir = workdir
+        self.worker_cpus = dict(worker_cpus or {})
         self.worker_names = list(workers)
         self.concurrency = concurrency
         self.extras = dict(extras or {})
@@ -211,12 +213,15 @@ class ClusterStack:
         env.update(self.extra_env)
         return env
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(self, name: str, cpus: set[int] | None = None) -> None:
+        """A Celery worker called ``name``; ``cpus``: the only cores it and its tasks may
+        run on (a host of its own, on one machine), else any."""
         env = {**self.env, "SMS_CLUSTER_HOSTNAME": name}
         self._spawn(f"worker-{name}", ["airflow", "celery", "worker", "--celery-hostname",
                                        f"{name}@cluster", "--concurrency",
                                        str(self.concurrency), "--skip-serve-logs",
-                                       "--without-gossip", "--without-mingle"], env=env)
+                                       "--without-gossip", "--without-mingle"], env=env,
+                    cpus=cpus or (self.worker_cpus or {}).get(name))
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL a worker and every process descended from it: the host is gone.
@@ -269,12 +274,14 @@ class ClusterStack:
         _kill(descendants, timeout=10)  # the task processes that outlived their worker
 
     # --- processes -------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None,
+               cpus: set[int] | None = None) -> None:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         self.procs[name] = subprocess.Popen(argv, env=dict(env or self.env), stdout=log,
                                             stderr=subprocess.STDOUT, cwd=self.workdir,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=pin)
 
     def _run(self, argv: list[str], name: str, timeout: float) -> None:
         with open(self.workdir / f"{name}.log", "wb") as log:
