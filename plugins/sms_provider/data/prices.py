@@ -104,14 +104,18 @@ class PriceBook:
         """Per moment (epoch ms) the price in millionths; -1 where none is in force
         (no price for the connection, before its first price, or no moment: -1)."""
         entries = self._entries(conn_id)
-        out = np.full(len(when_ms), -1, np.int64)
         if not entries:
-            return out
+            return np.full(len(when_ms), -1, np.int64)
         starts = np.array([int(p.valid_from.timestamp() * 1000) for p in entries], np.int64)
         values = np.array([p.micros for p in entries], np.int64)
-        which = np.searchsorted(starts, when_ms, side="right") - 1
-        ok = (which >= 0) & (when_ms >= 0)
-        out[ok] = values[which[ok]]
+        # ten million moments: no temporary beyond the answer and one index per row
+        which = np.searchsorted(starts, when_ms, side="right")
+        which -= 1
+        missing = (which < 0) | (when_ms < 0)
+        np.maximum(which, 0, out=which)
+        out = values[which]
+        del which
+        out[missing] = -1
         return out
 
     @classmethod

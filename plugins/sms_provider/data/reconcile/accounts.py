@@ -17,16 +17,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sms_provider.data.reconcile.columns import (
+    as_text,
     at,
     bool_mask,
     codes_of,
     day_buckets,
     distinct,
+    flat,
     ints,
     ms,
     narrow,
     one_chunk,
     optional_column,
+    take_rows,
 )
 from sms_provider.data.reconcile.matching import (
     CUSTOM_ID_PER_MESSAGE,
@@ -73,7 +76,7 @@ class Account:
         for cid in dict.fromkeys([*loaded, *campaigns]):
             t = (on_connection(loaded[cid], conn_id) if cid in loaded
                  else read(root, ("campaigns", cid, "submissions"), SUBMISSION_SCHEMA,
-                           columns, where))
+                           columns, where, numbers=["message_id"]))
             if t.num_rows:
                 tables.append(t.append_column("_campaign", pa.array(
                     np.full(t.num_rows, len(self.campaigns), np.int32))))
@@ -81,11 +84,13 @@ class Account:
         self.subs = (pa.concat_tables(tables, promote_options="permissive") if tables
                      else empty(SUBMISSION_SCHEMA, columns).append_column(
                          "_campaign", pa.array([], pa.int32())))
-        self.campaign_code = self.subs["_campaign"].to_numpy()
+        self.campaign_code = self.subs["_campaign"].to_numpy().astype(
+            _small_int(len(self.campaigns)))
         self._later = deferred_report_columns(vendor)
         columns = [c for c in report_columns(vendor) if c not in self._later]
         self._root = root
-        self.reports = (read(root, ("reports", conn_id), REPORT_SCHEMA, columns)
+        self.reports = (read(root, ("reports", conn_id), REPORT_SCHEMA, columns,
+                             numbers=["message_id"])
                         if conn_id else empty(REPORT_SCHEMA, columns))
         self.vendor = vendor or next((v for v in distinct(self.reports["vendor"]) if v), "")
         self.status = codes_of(self.subs["status"], SubmissionCode.LABELS, SubmissionCode.OTHER)
@@ -128,6 +133,7 @@ class Account:
         self.report_code = codes_of(reports["status"], FinalStatus.REPORT_LABELS,
                                     FinalStatus.UNKNOWN)
         self.best = self._best(idx, matched)
+        self.seen = self.seen.astype(_small_int(int(self.seen.max(initial=0))))
         del subs, reports, idx, matched  # held here, they would outlive what _slim drops
         self._slim()
 
@@ -139,8 +145,10 @@ class Account:
         names = [c for c in ("message_id", "custom_id", "mobile", "received_at", "report_key")
                  if c in self.reports.column_names or c in loose.column_names]
         #: reports that match no submission of any campaign (usually few)
-        self.strays = pa.table({c: loose[c] if c in loose.column_names
-                                else self.reports[c].take(pa.array(stray)) for c in names})
+        strays = {c: loose[c] if c in loose.column_names
+                  else self.reports[c].take(pa.array(stray)) for c in names}
+        strays["message_id"] = as_text(strays["message_id"])  # ids read as numbers
+        self.strays = pa.table(strays)
         self.strays_received = self.report_received[stray]
         del self.loose, self.report_received, stray, still
         # what the outputs never read goes first, so the conversions below run in less memory
@@ -150,19 +158,41 @@ class Account:
                                             "report_time"])
         # a report's message id is only written for an ambiguous submission it settled, and
         # those were all loose (no message id of ours to match): keep only theirs
-        keep = np.zeros(self.reports.num_rows, bool)
-        keep[self.loose_rows] = True
-        ids = self.reports["message_id"]
-        if not keep.all():
-            ids = pc.if_else(pa.array(keep), ids, pa.scalar(None, ids.type))
-        self.reports = pa.table({"message_id": ids, **{c: one_chunk(narrow(self.reports[c]))
-                                                       for c in ("raw_state", "description",
-                                                                 "report_time")}})
+        self._loose_ids = self.reports["message_id"].take(pa.array(self.loose_rows))
+        self.reports = pa.table({**{c: one_chunk(narrow(self.reports[c]))
+                                                       for c in ("raw_state", "description")},
+                                 "report_time": self._report_time()})
         # numeric message ids as int64 (written back as text by ``columns.as_text``), the
         # dictionaries with the smallest indices that fit
         self.subs = pa.table({c: one_chunk(as_numbers(self.subs[c]) if c == "message_id"
+                                           else _positions(self.subs[c]) if c == "row_number"
                                            else narrow(self.subs[c]))
                               for c in self.subs.column_names})
+
+    def report_message_ids(self, rows: np.ndarray) -> pa.Array:
+        """The vendor's message id (text) of each report row in ``rows`` (-1: none): kept
+        only for the reports no message id of ours matched (``loose_rows``), the ones that
+        settle an ambiguous submission; null for the rest."""
+        ids = as_text(self._loose_ids)
+        if not len(self.loose_rows):
+            return pa.nulls(len(rows), pa.string())
+        where = np.minimum(np.searchsorted(self.loose_rows, rows), len(self.loose_rows) - 1)
+        found = (rows >= 0) & (self.loose_rows[where] == rows)
+        return flat(take_rows(ids if isinstance(ids, pa.ChunkedArray)
+                              else pa.chunked_array([ids]), where, ~found))
+
+    def _report_time(self) -> pa.ChunkedArray:
+        """The vendor's report times, on the same memory as ``report_when`` (which holds
+        each of them where there is one): only their validity is kept apart."""
+        times = self.reports["report_time"]
+        if not pa.types.is_timestamp(times.type) or times.type.unit != "ms" \
+                or not len(times):
+            return one_chunk(times)
+        valid = pc.is_valid(times).combine_chunks()  # no nulls, offset 0: a plain bitmap
+        when = np.ascontiguousarray(self.report_when, np.int64)
+        return pa.chunked_array([pa.Array.from_buffers(
+            times.type, len(when), [valid.buffers()[1], pa.py_buffer(when)],
+            null_count=times.null_count)])
 
     def _settle_by_custom_id(self, idx: np.ndarray, route: np.ndarray) -> None:
         """Reports of ambiguous submissions (no message id of theirs known) by custom id."""
@@ -275,6 +305,22 @@ class Account:
                 out.setdefault(days[i + 1], {"submitted": 0, "delivered": 0, "failed": 0,
                                              "unsettled": 0})[name] = int(counts[i + 1])
         return out
+
+
+def _small_int(top: int) -> type[np.signedinteger]:
+    """The narrowest signed integer holding 0..``top``."""
+    return next(t for t in (np.int8, np.int16, np.int32, np.int64) if top <= np.iinfo(t).max)
+
+
+def _positions(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Row numbers as int32 while they fit (half the memory of the int64 read)."""
+    if not pa.types.is_integer(column.type) or not len(column):
+        return one_chunk(column)
+    top = pc.max(column).as_py()
+    low = pc.min(column).as_py()
+    if top is None or top >= 2**31 or low < -(2**31):
+        return one_chunk(column)
+    return one_chunk(pc.cast(column, pa.int32()))
 
 
 def _index_type(rows: int) -> type[np.signedinteger]:

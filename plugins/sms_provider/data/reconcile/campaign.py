@@ -129,17 +129,19 @@ def _reconcile(root: DataRoot, campaign_id: str, *, final_window: timedelta,
     invalid = read(root, root.campaign(campaign_id, "rejected"), REJECTED_SCHEMA,
                    ["row_number"]).num_rows
     own = read(root, root.campaign(campaign_id, "submissions"), SUBMISSION_SCHEMA,
-               SUB_COLUMNS)
+               SUB_COLUMNS, numbers=["message_id"])
     parts = [CampaignPart(accounts.get_account(root, conn, campaign_id, own), campaign_id)
              for conn in _connections(own["conn_id"])]
     del own  # the accounts hold what they need
+    release()  # what building them freed
 
     rows = reconcile_rows(prepared, parts, settings)
     prepared = prepared.select(["charge_items"])  # the row numbers have found their rows
-    release()  # what building the accounts freed
+    release()  # what finding the rows freed
     pricing = price_rows(parts, rows, settings.prices)
     written = write_recipient_rows(root, campaign_id, parts, rows, pricing, settings, now,
                                    slice_rows=slice_rows)
+    release()  # what the slices and their writer threads freed
     summary = summary_table(campaign_id, rows, invalid)
     discrepancies = find_discrepancies(root, parts, written.charged_never_reported, settings)
     latency = latency_histogram(rows)

@@ -84,12 +84,24 @@ def narrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
     rows 30 MiB saved a column); anything else as it is."""
     if not pa.types.is_dictionary(column.type):
         return column
-    size = max((len(c.dictionary) for c in column.chunks), default=0)
-    index = next((t for t, top in ((pa.int8(), 127), (pa.int16(), 32_767)) if size < top),
-                 None)
-    if index is None or column.type.index_type == index:
+    index = _index_for(max((len(c.dictionary) for c in column.chunks), default=0))
+    if index is None or column.type.index_type.bit_width <= index.bit_width:
         return column
     return column.cast(pa.dictionary(index, column.type.value_type))
+
+
+def narrow_array(column: pa.DictionaryArray) -> pa.DictionaryArray:
+    """:func:`narrow` for one array (a batch as it is read)."""
+    index = _index_for(len(column.dictionary))
+    if index is None or column.type.index_type.bit_width <= index.bit_width:
+        return column
+    return column.cast(pa.dictionary(index, column.type.value_type))
+
+
+def _index_for(size: int) -> pa.DataType | None:
+    """The narrowest index type for a dictionary of ``size`` words (None: int32 stays)."""
+    return next((t for t, top in ((pa.int8(), 127), (pa.int16(), 32_767)) if size < top),
+                None)
 
 
 #: output columns whose values are mostly distinct per row: dictionary-encoding them is
@@ -126,6 +138,37 @@ def as_text(column: Any) -> Any:
     if pa.types.is_integer(column.type):
         return pc.cast(column, STRING)
     return plain_text(column)
+
+
+#: 10**0 .. 10**18: a non-negative int64's digits are where it falls among them
+_POWERS_OF_TEN = np.array([10**k for k in range(19)], np.int64)
+
+
+def canonical_ints(column: Any) -> np.ndarray | None:
+    """The ids as int64 (null: -1) if every one is a plain decimal number that an int64
+    gives back unchanged (no sign, no leading zero, no space); else None.
+
+    One cast and one length: a text is canonical exactly when it casts to a
+    non-negative number with as many digits as the text has characters (a sign, a
+    leading zero or a space would be a character more). Text beyond int64 fails the
+    cast.
+    """
+    column = plain_text(column)
+    try:
+        cast = pc.cast(column, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    values = ints(cast, -1)
+    if column.null_count:
+        present = ~ints(pc.is_null(column).cast(pa.int8()), 0).astype(bool)
+    else:
+        present = None
+    length = ints(pc.binary_length(column), 0)
+    digits = np.maximum(np.searchsorted(_POWERS_OF_TEN, values, side="right"), 1)
+    ok = (values >= 0) & (length == digits)
+    if present is not None:
+        ok |= ~present
+    return values if ok.all() else None
 
 
 def distinct(column: pa.ChunkedArray) -> list[Any]:

@@ -22,7 +22,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sms_provider.data.reconcile.columns import STRING, chunks, first_positions, ints, plain_text
+from sms_provider.data.reconcile.columns import (
+    STRING,
+    as_text,
+    canonical_ints,
+    chunks,
+    first_positions,
+    ints,
+    plain_text,
+)
 from sms_provider.vendors.profile import (
     AmbiguousSettlement,
     CustomIdScope,
@@ -145,44 +153,14 @@ def as_numbers(column: Any) -> Any:
     """Text ids as int64 where every one is a plain number that casting back gives unchanged
     (a third of the memory of the text); otherwise the text as it is."""
     column = plain_text(column)
-    if not len(column) or column.null_count == len(column):
-        return column
+    if pa.types.is_integer(column.type) or not len(column) \
+            or column.null_count == len(column):
+        return column  # already numbers (``reading.read``'s ``numbers``), or nothing to do
     values = canonical_ints(column)
     if values is None:
         return column
     numbers = pa.array(values, pa.int64(), mask=values < 0)
     return pa.chunked_array([numbers]) if isinstance(column, pa.ChunkedArray) else numbers
-
-
-#: 10**0 .. 10**18: a non-negative int64's digits are where it falls among them
-_POWERS_OF_TEN = np.array([10**k for k in range(19)], np.int64)
-
-
-def canonical_ints(column: Any) -> np.ndarray | None:
-    """The ids as int64 (null: -1) if every one is a plain decimal number that an int64
-    gives back unchanged (no sign, no leading zero, no space); else None.
-
-    One cast and one length: a text is canonical exactly when it casts to a
-    non-negative number with as many digits as the text has characters (a sign, a
-    leading zero or a space would be a character more). Text beyond int64 fails the
-    cast.
-    """
-    column = plain_text(column)
-    try:
-        cast = pc.cast(column, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    values = ints(cast, -1)
-    if column.null_count:
-        present = ~ints(pc.is_null(column).cast(pa.int8()), 0).astype(bool)
-    else:
-        present = None
-    length = ints(pc.binary_length(column), 0)
-    digits = np.maximum(np.searchsorted(_POWERS_OF_TEN, values, side="right"), 1)
-    ok = (values >= 0) & (length == digits)
-    if present is not None:
-        ok |= ~present
-    return values if ok.all() else None
 
 
 def _canonical_number(column: Any) -> Any:
@@ -214,6 +192,7 @@ def _column_codes(known: Any, probe: Any, dense: bool) -> tuple[np.ndarray, np.n
                                  pa.int64()), -1)
         return left, right, max(int(left.max(initial=-1)), 0) + 1
     # few distinct values (a msgid per request): hashing the text is cheap
+    known, probe = as_text(known), as_text(probe)  # ids read as numbers, back to text
     both = pc.dictionary_encode(pa.chunked_array(
         [*chunks(known), *chunks(probe)], type=STRING))
     indices = pa.chunked_array([c.indices for c in both.chunks], type=pa.int32())

@@ -9,8 +9,11 @@ the largest of them. Jemalloc with no decay returns each freed page at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ctypes
+import ctypes.util
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import pyarrow as pa
 
@@ -42,5 +45,19 @@ def returned_memory() -> Iterator[None]:
 
 
 def release() -> None:
-    """Give the pages freed so far back to the system (between big steps)."""
+    """Give the pages freed so far back to the system (between big steps): Arrow's, and
+    the C heap's, where NumPy's arrays below glibc's mmap threshold live (freed, they
+    stay in the process until trimmed)."""
     pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None

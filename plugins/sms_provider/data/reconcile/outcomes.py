@@ -22,7 +22,6 @@ from sms_provider.data.reconcile.accounts import Account
 from sms_provider.data.reconcile.columns import (
     STRING,
     as_text,
-    at,
     day_buckets,
     first_positions,
     flat,
@@ -125,29 +124,57 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
         take = (found >= 0) & (sub < 0)
         sub[take] = p.positions[found[take]]
         part[take] = p_index
+        del found, take  # ten million positions each: not kept past their use
+    del rn
 
-    sub_status = np.full(n, SubmissionCode.OTHER, np.int8)
-    best = np.full(n, -1, index)
+    # arrays are made only where they cannot be views of the account's (the usual case:
+    # one connection, rows in its order): at ten million rows each one is 10-80 MB
+    sub_status: Any = None
+    best: Any = None
+    submitted_ms: Any = None
     report_code = np.full(n, FinalStatus.PENDING, np.int8)
-    submitted_ms = np.full(n, -1, np.int64)
-    when_ms = np.full(n, -1, np.int64)
+    when_ms: Any = None
     charge = np.zeros(n, np.int32)  # charge_items is int32; sums and products go int64
     for p_index, p in enumerate(parts):
         a = p.account
         mine: Any = part == p_index
         mine = slice(None) if mine.all() else np.flatnonzero(mine)
         rows = span(sub[mine])  # a slice when in order: no gathering at all
-        if isinstance(mine, slice) and isinstance(rows, slice) and a.best.dtype == best.dtype:
+        if isinstance(mine, slice) and isinstance(rows, slice) and a.best.dtype == index \
+                and sub_status is None:
             # every row on this account, in its order (the usual case): views, not copies
             sub_status, submitted_ms, best = a.status[rows], a.submitted_ms[rows], a.best[rows]
         else:
+            if sub_status is None:
+                sub_status = np.full(n, SubmissionCode.OTHER, np.int8)
+                submitted_ms = np.full(n, -1, np.int64)
+                best = np.full(n, -1, index)
             sub_status[mine] = a.status[rows]
             submitted_ms[mine] = a.submitted_ms[rows]
             best[mine] = a.best[rows]
         charge[mine] = a.charge[rows]
         b = best[mine]
-        report_code[mine] = at(a.report_code, b, FinalStatus.PENDING)
-        when_ms[mine] = at(a.report_when, b, -1)
+        has = b >= 0
+        if has.any():
+            b = np.where(has, b, 0)
+            report_code[mine] = np.where(has, a.report_code[b], FinalStatus.PENDING)
+            when = a.report_when[b]
+            when[~has] = -1
+        else:  # no report for any of them (or none on the account at all)
+            when = np.full(len(b), -1, np.int64)
+        if isinstance(mine, slice) and when_ms is None:
+            when_ms = when  # every row: the gathered times are the column
+        else:
+            if when_ms is None:
+                when_ms = np.full(n, -1, np.int64)
+            when_ms[mine] = when
+        del b, has, when
+    if sub_status is None:  # no connection: nothing was sent
+        sub_status = np.full(n, SubmissionCode.OTHER, np.int8)
+        submitted_ms = np.full(n, -1, np.int64)
+        best = np.full(n, -1, index)
+    if when_ms is None:
+        when_ms = np.full(n, -1, np.int64)
 
     sent = (sub_status == SubmissionCode.SUBMITTED) | (sub_status == SubmissionCode.AMBIGUOUS)
     final_report = sent & (report_code <= FinalStatus.FAILED)
@@ -156,16 +183,20 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
     final[final_report] = report_code[final_report]
     final[sent & ~final_report & overdue] = FinalStatus.UNKNOWN
     final[sub_status == SubmissionCode.REJECTED] = FinalStatus.REJECTED
+    del sent, overdue, report_code
 
     # an ambiguous request's cost was never told us; a report proves the message went out
     settled = np.flatnonzero((sub_status == SubmissionCode.AMBIGUOUS) & (best >= 0))
     charge[settled] = ints(prepared["charge_items"].take(pa.array(settled)))
-    latency = np.full(n, np.nan)
     timed = final_report & (submitted_ms >= 0)
     # never below zero: a report stamped before our submission is the vendor's clock or
     # its precision (Chuanglan's report times are to the minute), not a message that
-    # arrived before it left
-    latency[timed] = np.maximum(when_ms[timed] - submitted_ms[timed], 0) / 1000.0
+    # arrived before it left; worked out in place (when_ms is not needed after)
+    np.subtract(when_ms, submitted_ms, out=when_ms)
+    np.maximum(when_ms, 0, out=when_ms)
+    latency = np.divide(when_ms, 1000.0)
+    del when_ms
+    latency[~timed] = np.nan
     return Rows(part=part, sub=sub, best=best, sub_status=sub_status, final=final,
                 final_report=final_report, charge=charge, submitted_ms=submitted_ms,
                 latency_s=latency)
@@ -253,9 +284,11 @@ def reconciliation_table(campaign_id: str, prepared: pa.Table, parts: list[Campa
     message_id = _gather(parts, part, sub, "message_id")
     # an ambiguous submission learns the vendor's id from the report that settled it
     learned = (rows.sub_status == SubmissionCode.AMBIGUOUS) & (rows.best >= 0)
-    if learned.any():
-        message_id = pc.coalesce(message_id, _gather(
-            parts, part, np.where(learned, rows.best, -1), "message_id", reports=True))
+    for p_index, p in enumerate(parts):
+        mine = learned & (part == p_index)
+        if mine.any():
+            message_id = pc.coalesce(message_id, p.account.report_message_ids(
+                np.where(mine, rows.best, -1)))
     custom_id = _gather(parts, part, sub, "custom_id")
     if custom_id.null_count:  # not sent (or sent without one): our own id
         custom_id = pc.coalesce(custom_id, prepared["custom_id"])

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from sms_provider.data.reconcile.columns import as_text, canonical_ints, narrow_array
 from sms_provider.data.storage import DataRoot
 
 #: low-cardinality text columns, read as Parquet dictionaries: no strings are materialised
@@ -22,8 +23,17 @@ DICTIONARY_COLUMNS = frozenset({"conn_id", "vendor", "vendor_code", "status", "d
 
 
 def read(root: DataRoot, parts: tuple[str, ...], schema: pa.Schema, columns: list[str],
-         filter: pc.Expression | None = None) -> pa.Table:
-    """The columns wanted of a dataset (missing files or columns: empty or null)."""
+         filter: pc.Expression | None = None, numbers: Iterable[str] = ()) -> pa.Table:
+    """The columns wanted of a dataset (missing files or columns: empty or null).
+
+    Read that way, the dictionary columns also take the smallest indices that fit a batch
+    at a time (``columns.narrow``), not the reader's int32 for ten million rows.
+
+    ``numbers``: text id columns turned into int64 a batch at a time where every id is
+    a plain number that casting back gives unchanged (``columns.canonical_ints``), so
+    ten million ids are never all held as text; if any batch is not, the column stays
+    text throughout (the batches already converted are written back exactly).
+    """
     wanted = [c for c in columns if c in DICTIONARY_COLUMNS]
     schema = dictionary_schema(schema, wanted)
     files = root.parquet_files(*parts)
@@ -31,7 +41,32 @@ def read(root: DataRoot, parts: tuple[str, ...], schema: pa.Schema, columns: lis
         return schema.empty_table().select(columns)
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=wanted))
     data = ds.dataset(files, filesystem=root.fs, format=fmt, schema=schema)
-    return data.to_table(columns=columns, filter=filter)
+    numbers = [c for c in numbers if c in columns]
+    if not numbers:
+        return data.to_table(columns=columns, filter=filter)
+    pieces: dict[str, list[pa.Array]] = {c: [] for c in columns}
+    for batch in data.to_batches(columns=columns, filter=filter):
+        for name in columns:
+            column = batch.column(name)
+            if name in numbers:
+                values = canonical_ints(column)
+                if values is not None:
+                    column = pa.array(values, pa.int64(), mask=values < 0)
+            elif pa.types.is_dictionary(column.type):
+                column = narrow_array(column)
+            pieces[name].append(column)
+    out = {}
+    for name in columns:
+        kinds = {p.type for p in pieces[name]}
+        if name in numbers and len(kinds) > 1:  # some batch not all numbers: all text
+            pieces[name] = [as_text(p) for p in pieces[name]]
+        elif len(kinds) > 1:  # dictionaries of different index widths: the widest
+            widest = max(kinds, key=lambda t: t.index_type.bit_width)
+            pieces[name] = [p.cast(widest) for p in pieces[name]]
+        out[name] = pa.chunked_array(pieces[name], pieces[name][0].type if pieces[name]
+                                     else schema.field(name).type)
+        pieces[name] = []
+    return pa.table(out)
 
 
 def take(root: DataRoot, parts: tuple[str, ...], schema: pa.Schema, columns: list[str],

@@ -59,9 +59,13 @@ def prepared_slices(root: DataRoot, campaign_id: str, rows: int) -> Iterator[pa.
         return
     data = ds.dataset(files, filesystem=root.fs, format="parquet", schema=PREPARED_SCHEMA)
     held: pa.Table | None = None
-    # no read-ahead beyond the next batch: by default a scan reads many files ahead
+    # no read-ahead beyond the next batch: by default a scan reads many files ahead; and
+    # pages read as they are decoded, not a whole row group's columns (a million rows of
+    # text) at once
+    paged = ds.ParquetFragmentScanOptions(use_buffered_stream=True, buffer_size=1 << 20,
+                                          pre_buffer=False)
     for batch in data.to_batches(columns=PREPARED_TEXT, batch_size=rows, batch_readahead=1,
-                                 fragment_readahead=1):
+                                 fragment_readahead=1, fragment_scan_options=paged):
         piece = pa.Table.from_batches([batch])
         held = piece if held is None else pa.concat_tables([held, piece])
         while held.num_rows >= rows:
