@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from sms_provider.data import html_report
 from sms_provider.data.completion import is_unfinished, require_finished
+from sms_provider.data.memory import release, returned_memory
 from sms_provider.data.prices import PriceBook
 from sms_provider.data.reconcile.accounts import AccountCache
 from sms_provider.data.reconcile.balance import balance_steps
@@ -24,7 +25,6 @@ from sms_provider.data.reconcile.columns import distinct, ints
 from sms_provider.data.reconcile.discrepancies import find_discrepancies
 from sms_provider.data.reconcile.index import write_index
 from sms_provider.data.reconcile.matching import SUB_COLUMNS
-from sms_provider.data.reconcile.memory import release, returned_memory
 from sms_provider.data.reconcile.money import carrier_table, overview_table, price_rows
 from sms_provider.data.reconcile.outcomes import (
     CampaignPart,

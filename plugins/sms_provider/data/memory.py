@@ -1,6 +1,7 @@
-"""The allocator a reconciliation runs with: memory it frees goes back to the system.
+"""The allocator prepare and reconciliation run with: memory they free goes back to the
+system.
 
-A big campaign's reconciliation allocates and frees large Arrow buffers step
+A big campaign's prepare or reconciliation allocates and frees large Arrow buffers step
 after step (the accounts, the per-recipient figures, two slices of the
 per-recipient table at a time). Arrow's default pool keeps freed pages for
 reuse, so the process's peak RSS is the sum of steps that never overlap, not
