@@ -195,6 +195,8 @@ class ClusterStack:
             # a worker killed mid-task: its task is failed (and retried) this soon
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+            # a finished task's slot is free within a second, not five (docs/deploy.md)
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "SMS_DATA_ROOT": str(self.data_root),
             "SMS_LEDGER_URL": (f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/"
