@@ -158,7 +158,8 @@ class Account:
                                             "report_time"])
         # a report's message id is only written for an ambiguous submission it settled, and
         # those were all loose (no message id of ours to match): keep only theirs
-        self._loose_ids = self.reports["message_id"].take(pa.array(self.loose_rows))
+        ids = as_text(self.reports["message_id"].take(pa.array(self.loose_rows)))
+        self._loose_ids = ids if isinstance(ids, pa.ChunkedArray) else pa.chunked_array([ids])
         self.reports = pa.table({**{c: one_chunk(narrow(self.reports[c]))
                                                        for c in ("raw_state", "description")},
                                  "report_time": self._report_time()})
@@ -173,13 +174,11 @@ class Account:
         """The vendor's message id (text) of each report row in ``rows`` (-1: none): kept
         only for the reports no message id of ours matched (``loose_rows``), the ones that
         settle an ambiguous submission; null for the rest."""
-        ids = as_text(self._loose_ids)
         if not len(self.loose_rows):
             return pa.nulls(len(rows), pa.string())
         where = np.minimum(np.searchsorted(self.loose_rows, rows), len(self.loose_rows) - 1)
         found = (rows >= 0) & (self.loose_rows[where] == rows)
-        return flat(take_rows(ids if isinstance(ids, pa.ChunkedArray)
-                              else pa.chunked_array([ids]), where, ~found))
+        return flat(take_rows(self._loose_ids, where, ~found))
 
     def _report_time(self) -> pa.ChunkedArray:
         """The vendor's report times, on the same memory as ``report_when`` (which holds

@@ -84,24 +84,22 @@ def narrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
     rows 30 MiB saved a column); anything else as it is."""
     if not pa.types.is_dictionary(column.type):
         return column
-    index = _index_for(max((len(c.dictionary) for c in column.chunks), default=0))
-    if index is None or column.type.index_type.bit_width <= index.bit_width:
-        return column
-    return column.cast(pa.dictionary(index, column.type.value_type))
+    return _narrowed(column, max((len(c.dictionary) for c in column.chunks), default=0))
 
 
 def narrow_array(column: pa.DictionaryArray) -> pa.DictionaryArray:
     """:func:`narrow` for one array (a batch as it is read)."""
-    index = _index_for(len(column.dictionary))
+    return _narrowed(column, len(column.dictionary))
+
+
+def _narrowed(column: Any, size: int) -> Any:
+    """``column`` with the narrowest indices a dictionary of ``size`` words takes (never
+    wider than it has)."""
+    index = next((t for t, top in ((pa.int8(), 127), (pa.int16(), 32_767)) if size < top),
+                 None)
     if index is None or column.type.index_type.bit_width <= index.bit_width:
         return column
     return column.cast(pa.dictionary(index, column.type.value_type))
-
-
-def _index_for(size: int) -> pa.DataType | None:
-    """The narrowest index type for a dictionary of ``size`` words (None: int32 stays)."""
-    return next((t for t, top in ((pa.int8(), 127), (pa.int16(), 32_767)) if size < top),
-                None)
 
 
 #: output columns whose values are mostly distinct per row: dictionary-encoding them is
@@ -159,15 +157,11 @@ def canonical_ints(column: Any) -> np.ndarray | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     values = ints(cast, -1)
-    if column.null_count:
-        present = ~ints(pc.is_null(column).cast(pa.int8()), 0).astype(bool)
-    else:
-        present = None
     length = ints(pc.binary_length(column), 0)
     digits = np.maximum(np.searchsorted(_POWERS_OF_TEN, values, side="right"), 1)
     ok = (values >= 0) & (length == digits)
-    if present is not None:
-        ok |= ~present
+    if column.null_count:
+        ok |= bool_mask(pc.is_null(column))  # a missing id is no obstacle
     return values if ok.all() else None
 
 

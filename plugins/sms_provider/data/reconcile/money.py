@@ -46,19 +46,14 @@ class Pricing:
 def price_rows(parts: list[CampaignPart], rows: Rows, book: PriceBook) -> Pricing:
     """The price in force at each row's submission on its connection."""
     n = len(rows.part)
-    micros = None
-    for p_index, p in enumerate(parts):
-        mine = rows.part == p_index
-        if micros is None and mine.all():  # one connection (the usual case): no gathering
-            micros = book.micros_at(p.account.conn_id, rows.submitted_ms)
-            break
-        if micros is None:
-            micros = np.full(n, -1, np.int64)
-        where = np.flatnonzero(mine)
-        if len(where):
-            micros[where] = book.micros_at(p.account.conn_id, rows.submitted_ms[where])
-    if micros is None:
+    if len(parts) == 1 and (rows.part == 0).all():  # the usual case: no gathering
+        micros = book.micros_at(parts[0].account.conn_id, rows.submitted_ms)
+    else:
         micros = np.full(n, -1, np.int64)
+        for p_index, p in enumerate(parts):
+            mine = np.flatnonzero(rows.part == p_index)
+            if len(mine):
+                micros[mine] = book.micros_at(p.account.conn_id, rows.submitted_ms[mine])
     owner = np.where(rows.part >= 0, rows.part, 0 if parts else -1).astype(np.int8)  # as part
     return Pricing(micros=micros, currency=[book.currency(p.account.conn_id) for p in parts],
                    owner=owner)

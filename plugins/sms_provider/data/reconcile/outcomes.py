@@ -129,6 +129,10 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
 
     # arrays are made only where they cannot be views of the account's (the usual case:
     # one connection, rows in its order): at ten million rows each one is 10-80 MB
+    def fresh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # status, submitted, best
+        return (np.full(n, SubmissionCode.OTHER, np.int8), np.full(n, -1, np.int64),
+                np.full(n, -1, index))
+
     sub_status: Any = None
     best: Any = None
     submitted_ms: Any = None
@@ -146,9 +150,7 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
             sub_status, submitted_ms, best = a.status[rows], a.submitted_ms[rows], a.best[rows]
         else:
             if sub_status is None:
-                sub_status = np.full(n, SubmissionCode.OTHER, np.int8)
-                submitted_ms = np.full(n, -1, np.int64)
-                best = np.full(n, -1, index)
+                sub_status, submitted_ms, best = fresh()
             sub_status[mine] = a.status[rows]
             submitted_ms[mine] = a.submitted_ms[rows]
             best[mine] = a.best[rows]
@@ -170,9 +172,7 @@ def reconcile_rows(prepared: pa.Table, parts: list[CampaignPart], s: Settings) -
             when_ms[mine] = when
         del b, has, when
     if sub_status is None:  # no connection: nothing was sent
-        sub_status = np.full(n, SubmissionCode.OTHER, np.int8)
-        submitted_ms = np.full(n, -1, np.int64)
-        best = np.full(n, -1, index)
+        sub_status, submitted_ms, best = fresh()
     if when_ms is None:
         when_ms = np.full(n, -1, np.int64)
 
