@@ -215,15 +215,15 @@ class ClusterStack:
         env.update(self.extra_env)
         return env
 
-    def start_worker(self, name: str, cpus: set[int] | None = None) -> None:
-        """A Celery worker called ``name``; ``cpus``: the only cores it and its tasks may
-        run on (a host of its own, on one machine), else any."""
+    def start_worker(self, name: str) -> None:
+        """A Celery worker called ``name``, on the cores ``worker_cpus`` gives it (a host of
+        its own, on one machine), else on any."""
         env = {**self.env, "SMS_CLUSTER_HOSTNAME": name}
         self._spawn(f"worker-{name}", ["airflow", "celery", "worker", "--celery-hostname",
                                        f"{name}@cluster", "--concurrency",
                                        str(self.concurrency), "--skip-serve-logs",
                                        "--without-gossip", "--without-mingle"], env=env,
-                    cpus=cpus or (self.worker_cpus or {}).get(name))
+                    cpus=self.worker_cpus.get(name))
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL a worker and every process descended from it: the host is gone.
